@@ -1,0 +1,263 @@
+"""The agent's configuration: one YAML file, every key optional, validated into frozen dataclasses.
+
+A problem in the file is a ConfigError whose message is one line naming the file, the key and what
+to do; the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_PORT = 9877
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+ENABLED_CHOICES = ("auto", "true", "false")
+
+
+class ConfigError(Exception):
+    """A bad configuration value; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where the host's filesystems are: other than / inside a container that mounts them."""
+
+    sysfs: Path = Path("/sys")
+    procfs: Path = Path("/proc")
+    cgroupfs: Path = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    path: Path = Path("/var/lib/greenai/ledger.db")
+    flush_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class RaplConfig:
+    enabled: str = "auto"
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    enabled: str = "auto"
+    reprobe_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """Options of the estimate collector; None means "work it out from the hardware"."""
+
+    enabled: str = "auto"
+    cpu_tdp_watts: float | None = None
+    cpu_idle_watts: float | None = None
+    cpu_idle_fraction: float = 0.3
+    memory_watts_per_gb: float = 0.375
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    rapl: RaplConfig = field(default_factory=RaplConfig)
+    nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str = field(default_factory=socket.gethostname)
+    interval_seconds: float = 1.0
+    listen: str = DEFAULT_LISTEN
+    log_level: str = "info"
+    host: HostPaths = field(default_factory=HostPaths)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+# ---- value checkers: each returns the converted value or raises ValueError with the problem ----
+
+Check = Callable[[Any], Any]
+
+
+def _number(low: float, high: float, *, low_inclusive: bool = True) -> Check:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be a number, got {value!r}")
+        number = float(value)
+        too_low = number < low if low_inclusive else number <= low
+        if math.isnan(number) or too_low or number > high:
+            bound = "from" if low_inclusive else "above"
+            raise ValueError(f"must be {bound} {low:g} to {high:g}, got {value!r}")
+        return number
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    return lambda value: None if value is None else check(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    if any(ch in value for ch in "\n\r\0"):
+        raise ValueError("must be a single line")
+    return value
+
+
+def _path(value: Any) -> Path:
+    text = _text(value)
+    if not text.startswith("/"):
+        raise ValueError(f"must be an absolute path, got {value!r}")
+    return Path(text)
+
+
+def _enabled(value: Any) -> str:
+    # YAML reads unquoted true/false as booleans; accept both spellings.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value.lower() in ENABLED_CHOICES:
+        return value.lower()
+    raise ValueError(f"must be one of auto, true, false; got {value!r}")
+
+
+def _log_level(value: Any) -> str:
+    levels = ("debug", "info", "warning", "error")
+    if isinstance(value, str) and value.lower() in levels:
+        return value.lower()
+    raise ValueError(f"must be one of {', '.join(levels)}; got {value!r}")
+
+
+def parse_listen(value: Any) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:port`) into its parts; raises ValueError on anything else."""
+    text = _text(value)
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"must be host:port, such as {DEFAULT_LISTEN}; got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 0 to 65535; got {port_text!r}")
+    return host, int(port_text)
+
+
+def _listen(value: Any) -> str:
+    parse_listen(value)
+    return str(value)
+
+
+# ---- the schema: dotted key -> checker; a section is a nested dict ----
+
+SCHEMA: dict[str, Any] = {
+    "node_name": _text,
+    "interval_seconds": _number(0.05, 3600),
+    "listen": _listen,
+    "log_level": _log_level,
+    "host": {"sysfs": _path, "procfs": _path, "cgroupfs": _path},
+    "ledger": {"path": _path, "flush_seconds": _number(0.1, 3600)},
+    "collectors": {
+        "rapl": {"enabled": _enabled},
+        "nvml": {"enabled": _enabled, "reprobe_seconds": _number(0.1, 86400)},
+        "estimate": {
+            "enabled": _enabled,
+            "cpu_tdp_watts": _optional(_number(0, 10000, low_inclusive=False)),
+            "cpu_idle_watts": _optional(_number(0, 10000)),
+            "cpu_idle_fraction": _number(0, 1),
+            "memory_watts_per_gb": _number(0, 100),
+        },
+    },
+}
+
+
+def _validate(raw: Mapping[Any, Any], schema: Mapping[str, Any], prefix: str, origin: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        dotted = f"{prefix}{key}"
+        if not isinstance(key, str) or key not in schema:
+            known = ", ".join(sorted(schema))
+            raise ConfigError(f"{origin}: unknown key {dotted!r} (known keys here: {known})")
+        rule = schema[key]
+        if isinstance(rule, dict):
+            if value is None:
+                continue
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{origin}: key {dotted!r} must be a mapping of keys, got {value!r}")
+            out[key] = _validate(value, rule, dotted + ".", origin)
+            continue
+        try:
+            out[key] = rule(value)
+        except ValueError as e:
+            raise ConfigError(f"{origin}: key {dotted!r} {e}") from None
+    return out
+
+
+def _build(values: Mapping[str, Any]) -> Config:
+    c = values.get("collectors", {})
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in ("host", "ledger", "collectors")}
+    return Config(
+        **kwargs,
+        host=HostPaths(**values.get("host", {})),
+        ledger=LedgerConfig(**values.get("ledger", {})),
+        collectors=CollectorsConfig(
+            rapl=RaplConfig(**c.get("rapl", {})),
+            nvml=NvmlConfig(**c.get("nvml", {})),
+            estimate=EstimateConfig(**c.get("estimate", {})),
+        ),
+    )
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate the config file (None: all defaults), then apply command-line overrides.
+
+    `overrides` is a nested mapping like the file's, e.g. {"listen": "0.0.0.0:9877"}.
+    """
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        file_values = _validate(_read_yaml(path), SCHEMA, "", str(path))
+    flag_values = _validate(overrides or {}, SCHEMA, "", "command line")
+    return _build(_merge(file_values, flag_values))
+
+
+def _read_yaml(path: Path) -> Mapping[Any, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass an existing --config or none for defaults") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied; make it readable by the agent's user") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
