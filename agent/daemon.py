@@ -1,0 +1,86 @@
+"""`greenai agent`: probe the collectors, sample every interval on a monotonic clock, serve /metrics."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+
+from agent.config import Config
+from agent.exporter import MetricsServer, make_registry
+from agent.sampler import Sampler
+from agent.sources import RequiredSourceMissing, devices, probe_sources, require
+from collectors.base import Clock
+
+log = logging.getLogger("greenai.agent")
+
+
+class StartupError(Exception):
+    """The agent cannot start; the message is one line for the operator."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) -> None:
+    """Run until `stop` is set. Raises StartupError when the agent cannot start."""
+    sources = probe_sources(config, clock)
+    for s in sources:
+        log.info("collector %s: %s: %s", s.name, s.probe.status.value, s.probe.reason)
+        for note in s.probe.notes:
+            log.info("collector %s: %s", s.name, note)
+    try:
+        require(sources)
+    except RequiredSourceMissing as e:
+        raise StartupError(str(e)) from None
+    active = [s.collector for s in sources if s.collector is not None and s.active]
+    if not active:
+        raise StartupError("no energy source works on this node; run `greenai doctor` to see why")
+
+    sampler = Sampler(active, clock, devices=devices(sources))
+    sampler.tick()  # the first read of every counter is its baseline
+    host, port = config.listen_address
+    try:
+        server = MetricsServer(host, port, make_registry(lambda: sampler.snapshot, config.node_name))
+    except OSError as e:
+        sampler.close()
+        raise StartupError(
+            f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`",
+            exit_code=2,
+        ) from None
+    server.start()
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving metrics on http://%s:%d/metrics every %gs", shown, server.port, config.interval_seconds)
+    try:
+        _loop(sampler, config.interval_seconds, stop, clock)
+    finally:
+        server.stop()
+        sampler.close()
+        log.info("stopped")
+
+
+def _loop(sampler: Sampler, interval: float, stop: threading.Event, clock: Clock) -> None:
+    """Tick on a fixed schedule; after a stall, skip the missed ticks rather than bunch them up."""
+    next_tick = clock() + interval
+    while not stop.wait(max(0.0, next_tick - clock())):
+        sampler.tick()
+        next_tick += interval
+        now = clock()
+        if next_tick < now:
+            missed = int((now - next_tick) // interval) + 1
+            log.warning("sampling fell %d interval(s) behind", missed)
+            next_tick += missed * interval
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stop`; the loop notices at once."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,168 @@
+"""Prometheus export: a custom collector over the sampler's immutable snapshot, and the HTTP server.
+
+A scrape only turns the latest snapshot into metric families; it never reads hardware. The metric
+names and labels here are a contract that dashboards, the report and the alert rules rely on. No
+label is named `job` or `instance`: Prometheus owns those.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+
+from agent import __version__
+from agent.sampler import Snapshot
+
+log = logging.getLogger(__name__)
+
+ENERGY_LABELS = ["component", "device", "source"]
+
+
+class SnapshotCollector:
+    """Yields the greenai_* metric families of whatever snapshot `get_snapshot` returns now."""
+
+    def __init__(self, get_snapshot: Callable[[], Snapshot], node_name: str) -> None:
+        self._get_snapshot = get_snapshot
+        self._node_name = node_name
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._get_snapshot()
+        energy = CounterMetricFamily(
+            "greenai_node_energy_joules",
+            "Energy used by the node since the agent started, per component and device; "
+            "source says whether it was measured (rapl, nvml) or estimated.",
+            labels=ENERGY_LABELS,
+        )
+        power = GaugeMetricFamily(
+            "greenai_node_power_watts",
+            "Mean power over the last sampling interval, per component and device.",
+            labels=ENERGY_LABELS,
+        )
+        for row in snap.energy:
+            labels = [row.component, row.device, row.source]
+            energy.add_metric(labels, row.energy_j)
+            if row.power_w is not None:
+                power.add_metric(labels, row.power_w)
+        yield energy
+        yield power
+
+        up = GaugeMetricFamily(
+            "greenai_collector_up",
+            "1 when the collector's last read succeeded, else 0.",
+            labels=["collector"],
+        )
+        for name, ok in sorted(snap.collectors_up.items()):
+            up.add_metric([name], 1.0 if ok else 0.0)
+        yield up
+
+        errors = CounterMetricFamily(
+            "greenai_collector_errors",
+            "Failed reads per collector and reason (a device lost, not supported, no permission, ...).",
+            labels=["collector", "reason"],
+        )
+        for (name, reason), count in sorted(snap.errors.items()):
+            errors.add_metric([name, reason], count)
+        yield errors
+
+        info = GaugeMetricFamily(
+            "greenai_device_info",
+            "Devices the agent measures or estimates, with how (method) and what they are.",
+            labels=[*ENERGY_LABELS, "method", "model", "uuid"],
+        )
+        for dev in snap.devices:
+            model = dev.details.get("name") or dev.details.get("model") or ""
+            info.add_metric(
+                [dev.component, dev.device, dev.source, dev.method, model, dev.details.get("uuid", "")], 1.0
+            )
+        yield info
+
+        yield GaugeMetricFamily(
+            "greenai_agent_sample_duration_seconds",
+            "Wall-clock time the last sample of all collectors took.",
+            value=snap.sample_duration_s,
+        )
+        yield CounterMetricFamily(
+            "greenai_agent_samples", "Samples taken since the agent started.", value=snap.samples
+        )
+        node = GaugeMetricFamily("greenai_node_info", "The node this agent measures.", labels=["node"])
+        node.add_metric([self._node_name], 1.0)
+        yield node
+        build = GaugeMetricFamily("greenai_build_info", "The agent's version.", labels=["version"])
+        build.add_metric([__version__], 1.0)
+        yield build
+
+
+def make_registry(get_snapshot: Callable[[], Snapshot], node_name: str) -> CollectorRegistry:
+    """A registry of its own (never the global one) with the snapshot and process metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(get_snapshot, node_name))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def render(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
+    """The exposition of `registry` in the format the Accept header asks for, and its content type."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+_INDEX = b"""<html><head><title>greenai agent</title></head>
+<body><h1>greenai agent</h1><p><a href="/metrics">Metrics</a></p></body></html>
+"""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body, content_type = render(self.server.registry, self.headers.get("Accept", ""))
+            self._reply(200, content_type, body)
+        elif path == "/":
+            self._reply(200, "text/html; charset=utf-8", _INDEX)
+        elif path == "/healthz":
+            self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """Serves /metrics from a registry on its own daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.registry = registry
+        super().__init__((host, port), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
