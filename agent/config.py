@@ -260,4 +260,3 @@ def _read_yaml(path: Path) -> Mapping[Any, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
     return data
-

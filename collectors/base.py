@@ -73,7 +73,7 @@ class Counter:
 
 @dataclass(frozen=True)
 class Reading:
-    """What one `read()` returned: the counters that could be read, and the reasons of the ones that could not."""
+    """What one `read()` returned: the counters it could read, and why the others failed."""
 
     counters: tuple[Counter, ...]
     errors: tuple[str, ...] = ()

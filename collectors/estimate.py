@@ -49,7 +49,7 @@ def read_cpu_jiffies(procfs: Path) -> tuple[int, int]:
 
 def read_memory_bytes(procfs: Path) -> int:
     """Installed memory in bytes, from MemTotal in <procfs>/meminfo."""
-    with open(procfs / "meminfo", encoding="ascii", errors="replace") as f:
+    with open(procfs / "meminfo", encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) * 1024
@@ -111,7 +111,10 @@ class EstimateCollector:
         if "cpu" in self._components:
             devices.append(
                 Device(
-                    "cpu", "node", "estimate", "tdp-utilisation",
+                    "cpu",
+                    "node",
+                    "estimate",
+                    "tdp-utilisation",
                     {"model": cpu.model or "unknown", "tdp_watts": f"{max_w:g}", "idle_watts": f"{idle_w:g}"},
                 )
             )
@@ -119,13 +122,15 @@ class EstimateCollector:
         if "dram" in self._components:
             devices.append(
                 Device(
-                    "dram", "node", "estimate", "watts-per-gb",
+                    "dram",
+                    "node",
+                    "estimate",
+                    "watts-per-gb",
                     {"memory_gb": f"{memory_gb:.1f}", "watts_per_gb": f"{self._memory_watts_per_gb:g}"},
                 )
             )
-            parts.append(
-                f"memory {memory_gb:.1f} GB x {self._memory_watts_per_gb:g} W/GB = {self.model.memory_w:.1f} W"
-            )
+            per_gb = self._memory_watts_per_gb
+            parts.append(f"memory {memory_gb:.1f} GB x {per_gb:g} W/GB = {self.model.memory_w:.1f} W")
         notes = []
         if cpu.virtual and package_tdp:
             notes.append(

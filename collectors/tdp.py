@@ -99,13 +99,10 @@ def match(model: str, table: dict[str, tuple[str, float]]) -> tuple[str, float] 
     if wanted in table:
         return table[wanted]
     words = set(wanted.split())
-    best: tuple[int, str] | None = None
-    for name in table:
-        tokens = name.split()
-        if any(ch.isdigit() for ch in name) and words.issuperset(tokens):
-            if best is None or len(tokens) > best[0]:
-                best = (len(tokens), name)
-    return table[best[1]] if best else None
+    candidates = [n for n in table if any(ch.isdigit() for ch in n) and words.issuperset(n.split())]
+    if not candidates:
+        return None
+    return table[max(candidates, key=lambda name: len(name.split()))]
 
 
 def node_tdp(cpu: CpuInfo, table_path: Path | None) -> Tdp:
@@ -119,7 +116,9 @@ def node_tdp(cpu: CpuInfo, table_path: Path | None) -> Tdp:
                 basis=f"{name}: {watts:g} W x {cpu.sockets} socket(s) from codecarbon's cpu_power.csv",
                 matched=name,
             )
-    why = "no CPU power table found" if table_path is None else f"model {cpu.model or 'unknown'!r} not in table"
+    why = (
+        "no CPU power table found" if table_path is None else f"model {cpu.model or 'unknown'!r} not in table"
+    )
     return Tdp(
         watts=DEFAULT_WATTS_PER_THREAD * cpu.threads,
         basis=f"{DEFAULT_WATTS_PER_THREAD:g} W x {cpu.threads} thread(s) ({why})",
