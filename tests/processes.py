@@ -46,6 +46,18 @@ def http_get(url: str, timeout: float = 5.0) -> bytes:
         return bytes(response.read())
 
 
+def run_greenai(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one `greenai` command to completion, as a user would from a shell."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 class AgentProcess:
     """`greenai agent` in a subprocess, listening on a free port it reports in its log."""
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.processes import REPO, AgentProcess, http_get
+from tests.processes import AgentProcess, http_get, run_greenai
 
 HOST_ROOTS = ["--sysfs", "/nonexistent-sys"]  # this machine has no RAPL; make that certain on any host
 
@@ -77,13 +76,7 @@ def test_listen_address_in_use_is_a_one_line_error() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "agent", "--listen", f"127.0.0.1:{port}", *HOST_ROOTS],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        out = run_greenai("agent", "--listen", f"127.0.0.1:{port}", *HOST_ROOTS)
     assert out.returncode == 2
     errors = [line for line in out.stderr.splitlines() if line.startswith("greenai:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "--listen" in errors[0]
@@ -93,13 +86,7 @@ def test_listen_address_in_use_is_a_one_line_error() -> None:
 def test_a_required_collector_that_is_missing_stops_the_start(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text("collectors:\n  rapl: {enabled: true}\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(cfg), *HOST_ROOTS],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    out = run_greenai("agent", "--config", str(cfg), *HOST_ROOTS)
     assert out.returncode == 1
     errors = [line for line in out.stderr.splitlines() if line.startswith("greenai:")]
     assert len(errors) == 1

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent import config
 from agent.cli import main
+from tests.processes import run_greenai
 
 BAD_CONFIGS = [
     # (file content, key the message must name, words it must contain)
@@ -98,9 +97,7 @@ def test_bad_flag_value_names_the_command_line(capsys: pytest.CaptureFixture[str
 def test_subprocess_prints_no_traceback(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("collectors:\n  rapl: {enabled: sometimes}\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--config", str(path)], capture_output=True, text=True
-    )
+    out = run_greenai("agent", "--config", str(path))
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines() == [

@@ -4,40 +4,18 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from agent import config, doctor
 from tests.fakes.nvml import FakeGpu, write_state
 from tests.fakes.powercap import PowercapTree, server_zones
 from tests.privileges import unprivileged
-from tests.processes import REPO
+from tests.processes import run_greenai
 
 
 def _doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "doctor", *args],
-        cwd=REPO,
-        env={**__import__("os").environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def sysfs() -> Iterator[Path]:
-    """A sysfs root that `nobody` can traverse (pytest's tmp_path parent is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="greenai-sysfs-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+    return run_greenai("doctor", *args, env=env)
 
 
 def test_without_rapl_or_gpu_it_says_it_is_estimating_and_why() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,15 +43,6 @@ SUB_ZONES = [
 ]
 PSYS = Zone((2,), "psys", 450.0)
 ALL_ZONES = [*PACKAGES.values(), *DRAMS.values(), *SUB_ZONES, PSYS]
-
-
-@pytest.fixture
-def sysfs() -> Iterator[Path]:
-    """A temporary sysfs root that another user can traverse (pytest's tmp_path parent is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="greenai-sysfs-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.fixture
