@@ -44,7 +44,9 @@ def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) ->
     sampler.tick()  # the first read of every counter is its baseline
     host, port = config.listen_address
     try:
-        server = MetricsServer(host, port, make_registry(lambda: sampler.snapshot, config.node_name))
+        statuses = {s.name: s.probe.status for s in sources}
+        registry = make_registry(lambda: sampler.snapshot, config.node_name, statuses)
+        server = MetricsServer(host, port, registry)
     except OSError as e:
         sampler.close()
         raise StartupError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -20,18 +20,31 @@ from prometheus_client.exposition import choose_encoder
 
 from agent import __version__
 from agent.sampler import Snapshot
+from collectors.base import Status
 
 log = logging.getLogger(__name__)
 
 ENERGY_LABELS = ["component", "device", "source"]
 
 
-class SnapshotCollector:
-    """Yields the greenai_* metric families of whatever snapshot `get_snapshot` returns now."""
+BROKEN = (Status.PERMISSION_DENIED, Status.ERROR)
+"""Probe outcomes that are a problem to fix, so the collector shows as down (0) rather than absent."""
 
-    def __init__(self, get_snapshot: Callable[[], Snapshot], node_name: str) -> None:
+
+class SnapshotCollector:
+    """Yields the greenai_* metric families of whatever snapshot `get_snapshot` returns now.
+
+    `statuses` is what each configured collector's probe found; it does not change while the agent
+    runs. A collector whose hardware is simply absent (not found, disabled) has no `up` series, so
+    that a node without GPUs does not look like a node with a broken GPU collector.
+    """
+
+    def __init__(
+        self, get_snapshot: Callable[[], Snapshot], node_name: str, statuses: Mapping[str, Status]
+    ) -> None:
         self._get_snapshot = get_snapshot
         self._node_name = node_name
+        self._statuses = dict(statuses)
 
     def collect(self) -> Iterator[Metric]:
         snap = self._get_snapshot()
@@ -59,9 +72,21 @@ class SnapshotCollector:
             "1 when the collector's last read succeeded, else 0.",
             labels=["collector"],
         )
-        for name, ok in sorted(snap.collectors_up.items()):
-            up.add_metric([name], 1.0 if ok else 0.0)
+        states = {name: 0.0 for name, status in self._statuses.items() if status in BROKEN}
+        states.update({name: 1.0 if ok else 0.0 for name, ok in snap.collectors_up.items()})
+        for name, value in sorted(states.items()):
+            up.add_metric([name], value)
         yield up
+
+        status = GaugeMetricFamily(
+            "greenai_collector_status",
+            "What each configured collector found when the agent started (found, estimate, not_found, "
+            "permission_denied, error, disabled); `greenai doctor` says why.",
+            labels=["collector", "status"],
+        )
+        for name, found in sorted(self._statuses.items()):
+            status.add_metric([name, found.value.replace(" ", "_")], 1.0)
+        yield status
 
         errors = CounterMetricFamily(
             "greenai_collector_errors",
@@ -100,10 +125,12 @@ class SnapshotCollector:
         yield build
 
 
-def make_registry(get_snapshot: Callable[[], Snapshot], node_name: str) -> CollectorRegistry:
+def make_registry(
+    get_snapshot: Callable[[], Snapshot], node_name: str, statuses: Mapping[str, Status]
+) -> CollectorRegistry:
     """A registry of its own (never the global one) with the snapshot and process metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(get_snapshot, node_name))
+    registry.register(SnapshotCollector(get_snapshot, node_name, statuses))
     ProcessCollector(registry=registry)
     return registry
 

@@ -1,0 +1,81 @@
+"""The exposition itself: names, labels, collector states, and label values that must not break it."""
+
+from __future__ import annotations
+
+import subprocess
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from agent.exporter import make_registry, render
+from agent.sampler import EnergyRow, Snapshot
+from collectors.base import Device, Status
+
+STATUSES = {
+    "rapl": Status.PERMISSION_DENIED,
+    "nvml": Status.NOT_FOUND,
+    "estimate": Status.ESTIMATE,
+}
+
+
+def _snapshot() -> Snapshot:
+    return Snapshot(
+        time=5.0,
+        samples=3,
+        energy=(
+            EnergyRow("cpu", "node", "estimate", 12.5, 2.5),
+            EnergyRow("dram", "node", "estimate", 40.0, None),
+        ),
+        collectors_up={"estimate": True},
+        errors={("estimate", "read_failed"): 2},
+        devices=(Device("cpu", "node", "estimate", "tdp-utilisation", {"model": 'Evil "CPU"\\\n\x00'}),),
+        sample_duration_s=0.001,
+    )
+
+
+def _samples(node_name: str = "node-1") -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    body, content_type = render(make_registry(_snapshot, node_name, STATUSES))
+    assert content_type.startswith("text/plain")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def test_energy_power_and_errors() -> None:
+    samples = _samples()
+    labels = frozenset({("component", "cpu"), ("device", "node"), ("source", "estimate")})
+    assert samples[("greenai_node_energy_joules_total", labels)] == 12.5
+    assert samples[("greenai_node_power_watts", labels)] == 2.5
+    dram = frozenset({("component", "dram"), ("device", "node"), ("source", "estimate")})
+    assert ("greenai_node_power_watts", dram) not in samples  # no interval measured yet
+    reason = frozenset({("collector", "estimate"), ("reason", "read_failed")})
+    assert samples[("greenai_collector_errors_total", reason)] == 2
+    assert samples[("greenai_agent_samples_total", frozenset())] == 3
+
+
+def test_a_broken_collector_is_down_and_an_absent_one_has_no_up_series() -> None:
+    samples = _samples()
+    up = {dict(k[1])["collector"]: v for k, v in samples.items() if k[0] == "greenai_collector_up"}
+    assert up == {"rapl": 0.0, "estimate": 1.0}
+    status = {
+        dict(k[1])["collector"]: dict(k[1])["status"] for k in samples if k[0] == "greenai_collector_status"
+    }
+    assert status == {"rapl": "permission_denied", "nvml": "not_found", "estimate": "estimate"}
+
+
+def test_hostile_label_values_keep_the_exposition_valid() -> None:
+    node = 'n"o\\de\nname'
+    body, _ = render(make_registry(_snapshot, node, STATUSES))
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    samples = _samples(node)
+    assert samples[("greenai_node_info", frozenset({("node", node)}))] == 1.0
+
+
+def test_openmetrics_when_asked() -> None:
+    body, content_type = render(
+        make_registry(_snapshot, "n", STATUSES), "application/openmetrics-text; version=1.0.0"
+    )
+    assert content_type.startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
