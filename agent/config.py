@@ -62,6 +62,38 @@ class EstimateConfig:
 
 
 @dataclass(frozen=True)
+class AttributionConfig:
+    idle_policy: str = "share"
+    """share: idle CPU power is split among jobs by allocation (or usage); node: it stays unattributed."""
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    grace_seconds: float = 300.0
+    """How long a finished job's series stay on /metrics."""
+    max_job_series: int = 1000
+    """At most this many jobs on /metrics; the rest is summed in greenai_jobs_unexported_energy_joules."""
+    labels: tuple[str, ...] = ()
+    """Extra labels on job series, from: user, account, name, partition."""
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    scontrol: str = "scontrol"
+    """scontrol to ask for job metadata, by path or name on PATH; "" turns the look-ups off."""
+    refresh_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    pods_url: str = ""
+    """Kubelet /pods or API server pods URL, to name pods; "" leaves the pod UID as the job id."""
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    refresh_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
 class CollectorsConfig:
     rapl: RaplConfig = field(default_factory=RaplConfig)
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
@@ -77,6 +109,10 @@ class Config:
     host: HostPaths = field(default_factory=HostPaths)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -137,6 +173,46 @@ def _log_level(value: Any) -> str:
     raise ValueError(f"must be one of {', '.join(levels)}; got {value!r}")
 
 
+def _choice(*choices: str) -> Check:
+    def check(value: Any) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+
+    return check
+
+
+def _integer(low: int, high: int) -> Check:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"must be a whole number from {low} to {high}, got {value!r}")
+        return value
+
+    return check
+
+
+def _labels(value: Any) -> tuple[str, ...]:
+    allowed = ("user", "account", "name", "partition")
+    if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
+        raise ValueError(f"must be a list of any of {', '.join(allowed)}; got {value!r}")
+    return tuple(dict.fromkeys(value))
+
+
+def _url(value: Any) -> str:
+    if value in ("", None):
+        return ""
+    text = _text(value)
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    return text
+
+
+def _program(value: Any) -> str:
+    if value in ("", None):
+        return ""
+    return _text(value)
+
+
 def parse_listen(value: Any) -> tuple[str, int]:
     """Split `host:port` (IPv6 as `[::1]:port`) into its parts; raises ValueError on anything else."""
     text = _text(value)
@@ -175,6 +251,19 @@ SCHEMA: dict[str, Any] = {
             "memory_watts_per_gb": _number(0, 100),
         },
     },
+    "attribution": {"idle_policy": _choice("share", "node")},
+    "jobs": {
+        "grace_seconds": _number(0, 30 * 86400),
+        "max_job_series": _integer(1, 1_000_000),
+        "labels": _labels,
+    },
+    "slurm": {"scontrol": _program, "refresh_seconds": _number(1, 86400)},
+    "kubernetes": {
+        "pods_url": _url,
+        "token_file": _optional(_path),
+        "ca_file": _optional(_path),
+        "refresh_seconds": _number(1, 86400),
+    },
 }
 
 
@@ -202,11 +291,18 @@ def _validate(raw: Mapping[Any, Any], schema: Mapping[str, Any], prefix: str, or
 
 def _build(values: Mapping[str, Any]) -> Config:
     c = values.get("collectors", {})
-    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in ("host", "ledger", "collectors")}
+    sections = {
+        "host": HostPaths,
+        "ledger": LedgerConfig,
+        "attribution": AttributionConfig,
+        "jobs": JobsConfig,
+        "slurm": SlurmConfig,
+        "kubernetes": KubernetesConfig,
+    }
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in (*sections, "collectors")}
+    kwargs.update({name: cls(**values.get(name, {})) for name, cls in sections.items()})
     return Config(
         **kwargs,
-        host=HostPaths(**values.get("host", {})),
-        ledger=LedgerConfig(**values.get("ledger", {})),
         collectors=CollectorsConfig(
             rapl=RaplConfig(**c.get("rapl", {})),
             nvml=NvmlConfig(**c.get("nvml", {})),
