@@ -42,6 +42,8 @@ class Snapshot:
     devices: tuple[Device, ...] = ()
     sample_duration_s: float = 0.0
     interval_s: float = 0.0
+    interval_j: Mapping[Key, float] = field(default_factory=dict)
+    """Energy per key used during the last interval, the part that this sample added."""
 
     def energy_j(
         self, component: str | None = None, device: str | None = None, source: str | None = None
@@ -82,9 +84,10 @@ class Sampler:
         """Take one sample of every collector and publish the new snapshot."""
         now = self._clock()
         power: dict[Key, float] = {}
+        added: dict[Key, float] = {}
         up: dict[str, bool] = {}
         for collector in self._collectors:
-            up[collector.name] = self._read_one(collector, now, power)
+            up[collector.name] = self._read_one(collector, now, power, added)
         interval = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
         rows = tuple(
@@ -100,10 +103,13 @@ class Sampler:
             devices=self._devices,
             sample_duration_s=self._clock() - now,
             interval_s=interval,
+            interval_j=MappingProxyType(added),
         )
         return self._snapshot
 
-    def _read_one(self, collector: Collector, now: float, power: dict[Key, float]) -> bool:
+    def _read_one(
+        self, collector: Collector, now: float, power: dict[Key, float], added: dict[Key, float]
+    ) -> bool:
         try:
             reading = collector.read()
         except CollectorError as e:
@@ -117,10 +123,12 @@ class Sampler:
         for reason in reading.errors:
             self._count_error(collector.name, reason)
         for counter in reading.counters:
-            self._accumulate(collector.name, counter, now, power)
+            self._accumulate(collector.name, counter, now, power, added)
         return True
 
-    def _accumulate(self, name: str, counter: Counter, now: float, power: dict[Key, float]) -> None:
+    def _accumulate(
+        self, name: str, counter: Counter, now: float, power: dict[Key, float], added: dict[Key, float]
+    ) -> None:
         key: Key = (counter.component, counter.device, counter.source)
         self._total_uj.setdefault(key, 0)
         last = self._last.get((name, key))
@@ -129,6 +137,7 @@ class Sampler:
             return  # first sight of this counter: its value is the baseline
         delta_uj = counter_delta(last[0], counter.energy_uj, counter.wrap_uj)
         self._total_uj[key] += delta_uj
+        added[key] = added.get(key, 0.0) + delta_uj / 1e6
         elapsed = now - last[1]
         if elapsed > 0:
             power[key] = delta_uj / 1e6 / elapsed

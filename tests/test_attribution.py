@@ -1,0 +1,186 @@
+"""The attribution function: its splits, and the invariant that nothing is created or lost."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agent.attribution import (
+    Attribution,
+    GpuInterval,
+    GpuParty,
+    Interval,
+    JobInterval,
+    NodeInterval,
+    attribute,
+)
+from collectors.workloads import JobKey
+
+A, B, C = JobKey("slurm", "1"), JobKey("slurm", "2"), JobKey("kubernetes", "pod-3")
+CPU = ("cpu", "package-0", "rapl")
+DRAM = ("dram", "package-0", "rapl")
+GPU0 = ("gpu", "gpu0", "nvml")
+PSYS = ("platform", "psys", "rapl")
+NODE = NodeInterval(seconds=1.0, cpu_busy_s=2.0, cpus=4, memory_used_bytes=10_000)
+
+
+def assert_conserved(interval: Interval, result: Attribution) -> None:
+    """Per component: jobs + unattributed == node, to a relative 1e-9; and nothing negative."""
+    for component in {k[0] for k in interval.energy_j}:
+        node = sum(v for k, v in interval.energy_j.items() if k[0] == component)
+        jobs = sum(v for shares in result.jobs.values() for k, v in shares.items() if k[0] == component)
+        left = sum(v for k, v in result.unattributed.items() if k[0] == component)
+        assert jobs + left == pytest.approx(node, rel=1e-9, abs=1e-12)
+        assert all(v >= 0 for shares in result.jobs.values() for v in shares.values())
+        assert all(v >= 0 for v in result.unattributed.values())
+
+
+def test_cpu_active_by_cpu_time_idle_by_allocation() -> None:
+    interval = Interval(
+        energy_j={CPU: 100.0},
+        idle_w={CPU: 40.0},
+        node=NODE,
+        jobs={
+            A: JobInterval(cpu_s=1.5, memory_bytes=0, cpus_allocated=2),
+            B: JobInterval(cpu_s=0.0, memory_bytes=0, cpus_allocated=1),
+        },
+    )
+    result = attribute(interval)
+    # active 60 J: A has 1.5 of the node's 2.0 busy CPU-seconds; idle 40 J: A 2/4, B 1/4 of the CPUs.
+    assert result.jobs[A][CPU] == pytest.approx(60 * 0.75 + 40 * 0.5)
+    assert result.jobs[B][CPU] == pytest.approx(40 * 0.25)
+    assert result.unattributed[CPU] == pytest.approx(60 * 0.25 + 40 * 0.25)
+    assert_conserved(interval, result)
+
+
+def test_idle_by_usage_when_allocations_are_unknown_and_node_policy_keeps_it() -> None:
+    jobs = {A: JobInterval(cpu_s=1.0, memory_bytes=0), B: JobInterval(cpu_s=0.5, memory_bytes=0)}
+    interval = Interval(energy_j={CPU: 50.0}, idle_w={CPU: 20.0}, node=NODE, jobs=jobs)
+    shared = attribute(interval, "share")
+    assert shared.jobs[A][CPU] == pytest.approx(30 * 0.5 + 20 * 0.25)  # busy 1 of 4 CPUs on average
+    assert shared.jobs[B][CPU] == pytest.approx(30 * 0.25 + 20 * 0.125)
+    kept = attribute(interval, "node")
+    assert kept.jobs[A][CPU] == pytest.approx(30 * 0.5)
+    assert kept.unattributed[CPU] == pytest.approx(50 - 30 * 0.75)
+    assert_conserved(interval, shared)
+    assert_conserved(interval, kept)
+
+
+def test_job_cpu_above_node_busy_is_scaled_not_overdrawn() -> None:
+    jobs = {A: JobInterval(cpu_s=3.0, memory_bytes=0), B: JobInterval(cpu_s=1.0, memory_bytes=0)}
+    interval = Interval(energy_j={CPU: 80.0}, node=NODE, jobs=jobs)  # counters skewed: 4 s > 2 s busy
+    result = attribute(interval, "node")
+    assert result.jobs[A][CPU] == pytest.approx(60.0)
+    assert result.jobs[B][CPU] == pytest.approx(20.0)
+    assert result.unattributed[CPU] == 0.0
+
+
+def test_dram_by_memory_and_platform_never_attributed() -> None:
+    jobs = {A: JobInterval(cpu_s=0, memory_bytes=6_000), B: JobInterval(cpu_s=0, memory_bytes=1_000)}
+    interval = Interval(energy_j={DRAM: 10.0, PSYS: 300.0}, node=NODE, jobs=jobs)
+    result = attribute(interval)
+    assert result.jobs[A][DRAM] == pytest.approx(6.0)
+    assert result.jobs[B][DRAM] == pytest.approx(1.0)
+    assert result.unattributed[DRAM] == pytest.approx(3.0)
+    assert result.unattributed[PSYS] == 300.0
+    assert_conserved(interval, result)
+
+
+def test_shared_gpu_split_by_sm_utilisation() -> None:
+    gpus = {"gpu0": GpuInterval(parties=(GpuParty(A, 75.0, 1 << 30), GpuParty(B, 25.0, 3 << 30)))}
+    interval = Interval(energy_j={GPU0: 400.0}, node=NODE, jobs={}, gpus=gpus)
+    result = attribute(interval)
+    assert result.jobs[A][GPU0] == pytest.approx(300.0)
+    assert result.jobs[B][GPU0] == pytest.approx(100.0)
+    assert result.unattributed[GPU0] == pytest.approx(0.0)
+
+
+def test_gpu_of_one_job_gets_it_all_even_without_utilisation() -> None:
+    gpus = {"gpu0": GpuInterval(parties=(GpuParty(A), GpuParty(A, None, 5)))}
+    result = attribute(Interval(energy_j={GPU0: 250.0}, node=NODE, jobs={}, gpus=gpus))
+    assert result.jobs[A][GPU0] == 250.0
+    assert result.unattributed[GPU0] == 0.0
+
+
+def test_gpu_falls_back_to_memory_then_equal_shares() -> None:
+    by_memory = {"gpu0": GpuInterval(parties=(GpuParty(A, None, 3), GpuParty(B, 50.0, 1)))}
+    result = attribute(Interval(energy_j={GPU0: 100.0}, node=NODE, jobs={}, gpus=by_memory))
+    assert result.jobs[A][GPU0] == pytest.approx(75.0)
+    equal = {"gpu0": GpuInterval(parties=(GpuParty(A), GpuParty(B, 10.0), GpuParty(C, None, 7)))}
+    result = attribute(Interval(energy_j={GPU0: 90.0}, node=NODE, jobs={}, gpus=equal))
+    assert [result.jobs[j][GPU0] for j in (A, B, C)] == pytest.approx([30.0, 30.0, 30.0])
+
+
+def test_gpu_processes_of_no_job_and_idle_gpus_stay_unattributed() -> None:
+    gpus = {"gpu0": GpuInterval(parties=(GpuParty(A, 60.0), GpuParty(None, 40.0)))}
+    energy = {GPU0: 100.0, ("gpu", "gpu1", "nvml"): 70.0}
+    result = attribute(Interval(energy_j=energy, node=NODE, jobs={}, gpus=gpus))
+    assert result.jobs[A][GPU0] == pytest.approx(60.0)
+    assert result.unattributed[GPU0] == pytest.approx(40.0)
+    assert result.unattributed[("gpu", "gpu1", "nvml")] == 70.0
+
+
+def test_mig_instances_by_sm_share_marked_estimated() -> None:
+    gpus = {
+        "gpu0": GpuInterval(
+            instances={
+                "MIG-a": (3 / 7, (GpuParty(A, 90.0),)),
+                "MIG-b": (4 / 7, (GpuParty(B, 10.0), GpuParty(C, 30.0))),
+            }
+        )
+    }
+    interval = Interval(energy_j={GPU0: 700.0}, node=NODE, jobs={}, gpus=gpus)
+    result = attribute(interval)
+    estimated = ("gpu", "gpu0", "estimate")
+    assert result.jobs[A] == {estimated: pytest.approx(300.0)}
+    assert result.jobs[B][estimated] == pytest.approx(100.0)
+    assert result.jobs[C][estimated] == pytest.approx(300.0)
+    assert result.unattributed[GPU0] == pytest.approx(0.0, abs=1e-9)
+    assert_conserved(interval, result)
+
+
+def test_unknown_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="idle_policy"):
+        attribute(Interval(energy_j={}, node=NODE, jobs={}), "kepler")
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_energy_is_conserved_on_random_intervals(seed: int) -> None:
+    rng = random.Random(seed)
+    keys = [
+        CPU,
+        ("cpu", "package-1", "rapl"),
+        DRAM,
+        GPU0,
+        ("gpu", "gpu1", "nvml"),
+        PSYS,
+        ("cpu", "node", "estimate"),
+    ]
+    job_keys = [JobKey("slurm", str(i)) for i in range(rng.randint(0, 30))]
+    jobs = {
+        k: JobInterval(
+            cpu_s=rng.choice([0.0, rng.random() * 4]),
+            memory_bytes=rng.randint(0, 1 << 34),
+            cpus_allocated=rng.choice([None, float(rng.randint(1, 64))]),
+        )
+        for k in job_keys
+    }
+    parties = tuple(
+        GpuParty(rng.choice([*job_keys, None]), rng.choice([None, rng.random() * 100]), rng.choice([None, 7]))
+        for _ in range(rng.randint(0, 6))
+    )
+    interval = Interval(
+        energy_j={k: rng.choice([0.0, rng.random() * 10 ** rng.randint(-3, 6)]) for k in keys},
+        idle_w={k: rng.random() * 200 for k in keys},
+        node=NodeInterval(
+            seconds=rng.choice([0.5, 1.0, 7.3]),
+            cpu_busy_s=rng.random() * 8,
+            cpus=rng.randint(1, 128),
+            memory_used_bytes=rng.randint(0, 1 << 36),
+        ),
+        jobs=jobs,
+        gpus={"gpu0": GpuInterval(parties=parties), "gpu1": GpuInterval(instances={"x": (0.5, parties)})},
+    )
+    for policy in ("share", "node"):
+        assert_conserved(interval, attribute(interval, policy))
