@@ -16,7 +16,16 @@ from typing import Any
 import pytest
 
 from collectors.nvml import NOT_FOUND_REASON
-from tests.fakes.nvml import NVML_ERROR_FUNCTION_NOT_FOUND, NVML_ERROR_UNKNOWN, FakeGpu, write_state
+from tests.fakes.nvml import (
+    NVML_ERROR_FUNCTION_NOT_FOUND,
+    NVML_ERROR_NOT_SUPPORTED,
+    NVML_ERROR_UNKNOWN,
+    FakeGpu,
+    FakeMig,
+    FakeProcess,
+    build_fake_nvml,
+    write_state,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 REPROBE_S = 10.0
@@ -59,6 +68,9 @@ class Drive:
 
     def advance(self, seconds: float) -> dict[str, Any]:
         return self.send({"advance": seconds})
+
+    def usage(self) -> dict[str, Any]:
+        return self.send({"usage": True})
 
     def close(self) -> None:
         assert self.proc.stdin is not None
@@ -453,3 +465,212 @@ def test_a_different_gpu_at_a_lost_index_is_not_taken_for_it(run: Callable[[], D
     snapshot = drive.advance(10)  # re-probed: index 0 answers, with another UUID
     assert snapshot["errors"] == {"nvml/gpu_lost": 1, "nvml/gpu_changed": 1}
     assert energy(snapshot, "gpu0") == 0.0
+
+
+# ---- gpu_usage(): the processes on each GPU, for attribution ------------------------------------
+
+MIB = 1024 * 1024
+
+
+def proc(pid: int, sm_util: float | None, memory_mib: int | None) -> dict[str, Any]:
+    """A process as the drive prints it."""
+    memory = None if memory_mib is None else memory_mib * MIB
+    return {"pid": pid, "sm_util": sm_util, "memory_bytes": memory}
+
+
+def processes(usage: dict[str, Any], device: str) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = usage["usage"][device]["processes"]
+    return listed
+
+
+@pytest.fixture(scope="module")
+def fake_nvml_lib_no_mig(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fake_nvml(tmp_path_factory.mktemp("nvml-no-mig"), mig_fn=False)
+
+
+@pytest.fixture(scope="module")
+def fake_nvml_lib_processes_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fake_nvml(tmp_path_factory.mktemp("nvml-processes-v2"), processes_v3=False)
+
+
+def busy_gpus(state: Path) -> Gpus:
+    """Two processes sharing gpu0, one on gpu1 (a graphics one too), none on gpu2."""
+    return Gpus(
+        state,
+        FakeGpu(0, processes=(FakeProcess(4242, 2000, sm=75), FakeProcess(1234, 6000, sm=25))),
+        FakeGpu(1, processes=(FakeProcess(777, 40_000, sm=100), FakeProcess(99, 12, graphics=True))),
+        FakeGpu(2),
+    )
+
+
+def test_usage_lists_processes_with_sm_util_and_memory(run: Callable[[], Drive], state: Path) -> None:
+    busy_gpus(state)
+    drive = run()
+    drive.advance(1)
+    usage = drive.usage()
+    assert usage["errors"] == []
+    assert set(usage["usage"]) == {"gpu0", "gpu1", "gpu2"}
+    assert processes(usage, "gpu0") == [proc(1234, 25.0, 6000), proc(4242, 75.0, 2000)]
+    # The graphics process has no utilisation sample while the GPU has some: it was idle.
+    assert processes(usage, "gpu1") == [proc(99, 0.0, 12), proc(777, 100.0, 40_000)]
+    assert processes(usage, "gpu2") == []
+    assert all(gpu["instances"] == {} for gpu in usage["usage"].values())
+    assert drive.usage() == usage  # a steady load reads the same every interval
+
+
+def test_usage_averages_the_samples_since_the_last_call(run: Callable[[], Drive], state: Path) -> None:
+    gpus = Gpus(
+        state,
+        FakeGpu(
+            0, processes=(FakeProcess(10, 100, samples=((1_000, 70), (2_000, 80))), FakeProcess(20, 100))
+        ),
+    )
+    drive = run()
+    assert processes(drive.usage(), "gpu0") == [proc(10, 75.0, 100), proc(20, 0.0, 100)]
+    # No sample since the last one seen: NVML says NOT_FOUND, and utilisation is unknown.
+    usage = drive.usage()
+    assert processes(usage, "gpu0") == [proc(10, None, 100), proc(20, None, 100)]
+    assert usage["errors"] == []
+    gpus.set(0, processes=(FakeProcess(10, 100, samples=((1_000, 70), (2_000, 80), (3_000, 30))),))
+    assert processes(drive.usage(), "gpu0") == [proc(10, 30.0, 100)]  # only the new sample
+
+
+def test_usage_without_util_or_memory_is_none(run: Callable[[], Drive], state: Path) -> None:
+    gpus = Gpus(
+        state,
+        FakeGpu(0, processes=(FakeProcess(1, None), FakeProcess(2, 300))),  # no samples: NOT_FOUND
+        FakeGpu(1, processes=(FakeProcess(3, 500, sm=50),), util_rc=NVML_ERROR_NOT_SUPPORTED),
+    )
+    drive = run()
+    usage = drive.usage()
+    assert processes(usage, "gpu0") == [proc(1, None, None), proc(2, None, 300)]
+    assert processes(usage, "gpu1") == [proc(3, None, 500)]
+    assert usage["errors"] == ["not_supported"]
+    gpus.set(1, util_rc=0)
+    usage = drive.usage()
+    assert processes(usage, "gpu1") == [proc(3, None, 500)]  # not supported is not asked again
+    assert usage["errors"] == []
+
+
+def test_usage_leaves_out_a_lost_gpu_and_keeps_the_others(run: Callable[[], Drive], state: Path) -> None:
+    gpus = busy_gpus(state)
+    drive = run()
+    drive.advance(1)
+    gpus.set(1, lost=True)  # lost between read() and gpu_usage()
+    usage = drive.usage()
+    assert set(usage["usage"]) == {"gpu0", "gpu2"}
+    assert usage["errors"] == ["gpu_lost"]
+    assert processes(usage, "gpu0") == [proc(1234, 25.0, 6000), proc(4242, 75.0, 2000)]
+
+    snapshot = drive.advance(1)  # read() finds it lost and reports it; usage skips it quietly
+    assert snapshot["errors"] == {"nvml/gpu_lost": 1}
+    usage = drive.usage()
+    assert set(usage["usage"]) == {"gpu0", "gpu2"} and usage["errors"] == []
+
+    gpus.set(1, lost=False)
+    drive.advance(REPROBE_S)  # re-opened by read()
+    assert processes(drive.usage(), "gpu1") == [proc(99, 0.0, 12), proc(777, 100.0, 40_000)]
+
+
+def test_usage_of_a_gpu_failing_to_list_processes_is_left_out(run: Callable[[], Drive], state: Path) -> None:
+    gpus = busy_gpus(state)
+    gpus.set(0, processes_rc=NVML_ERROR_UNKNOWN)
+    gpus.set(2, processes_rc=NVML_ERROR_NOT_SUPPORTED)
+    drive = run()
+    usage = drive.usage()
+    assert set(usage["usage"]) == {"gpu1"}
+    assert usage["errors"] == ["nvml_error", "not_supported"]
+    usage = drive.usage()
+    assert usage["errors"] == ["nvml_error"]  # gpu2 cannot list processes: reported once
+
+
+def test_usage_with_the_driver_unloaded_is_empty_not_a_crash(run: Callable[[], Drive], state: Path) -> None:
+    gpus = busy_gpus(state)
+    drive = run()
+    drive.advance(1)
+    gpus.loaded = False
+    gpus.write()
+    assert drive.usage() == {"usage": {}, "errors": ["driver_not_loaded"]}
+
+
+def mig_gpus(state: Path) -> Gpus:
+    """An A100 in MIG mode split 3g (42 SMs) + 4g (56 SMs), and a whole GPU beside it."""
+    return Gpus(
+        state,
+        FakeGpu(
+            0,
+            mig=True,
+            migs=(
+                FakeMig(0, sms=42, gi=2, processes=(FakeProcess(100, 1000), FakeProcess(101, 2000))),
+                FakeMig(3, sms=56, gi=1, uuid="MIG-4g", processes=(FakeProcess(200, 3000, sm=90),)),
+            ),
+        ),
+        FakeGpu(1, processes=(FakeProcess(300, 500, sm=10),)),
+    )
+
+
+def test_usage_of_a_mig_gpu_is_per_instance_with_its_share_of_the_sms(
+    run: Callable[[], Drive], state: Path
+) -> None:
+    gpus = mig_gpus(state)
+    drive = run()
+    usage = drive.usage()
+    assert usage["errors"] == []
+    mig = usage["usage"]["gpu0"]
+    assert mig["processes"] == []  # they are in the instances
+    three_g = gpus.gpus[0].migs[0].uuid_of(0)
+    # NVML has no per-process utilisation under MIG: an instance is weighed by its SMs.
+    assert mig["instances"] == {
+        three_g: {"sm_share": 3 / 7, "processes": [proc(100, None, 1000), proc(101, None, 2000)]},
+        "MIG-4g": {"sm_share": 4 / 7, "processes": [proc(200, None, 3000)]},
+    }
+    assert usage["usage"]["gpu1"] == {"processes": [proc(300, 10.0, 500)], "instances": {}}
+
+
+def test_usage_of_a_mig_gpu_after_an_instance_is_destroyed(run: Callable[[], Drive], state: Path) -> None:
+    gpus = mig_gpus(state)
+    drive = run()
+    drive.usage()
+    gpus.set(0, migs=gpus.gpus[0].migs[1:])
+    usage = drive.usage()  # the cached instance fails: no usage for the GPU this time
+    assert "gpu0" not in usage["usage"] and usage["errors"] == ["nvml_error"]
+    usage = drive.usage()  # looked up again
+    assert usage["usage"]["gpu0"]["instances"] == {
+        "MIG-4g": {"sm_share": 1.0, "processes": [proc(200, None, 3000)]}
+    }
+
+
+def test_usage_without_mig_functions_has_no_instances(fake_nvml_lib_no_mig: Path, state: Path) -> None:
+    mig_gpus(state)
+    drive = Drive(fake_nvml_lib_no_mig, state)
+    try:
+        usage = drive.usage()
+        # The GPU is taken whole: its processes are listed on it (under MIG, without utilisation).
+        assert usage["usage"]["gpu0"] == {
+            "processes": [proc(100, None, 1000), proc(101, None, 2000), proc(200, None, 3000)],
+            "instances": {},
+        }
+        assert usage["errors"] == ["not_supported"]
+    finally:
+        drive.close()
+
+
+def test_usage_of_a_gpu_without_mig_support_has_no_instances(run: Callable[[], Drive], state: Path) -> None:
+    Gpus(state, FakeGpu(0, mig_rc=NVML_ERROR_NOT_SUPPORTED, processes=(FakeProcess(5, 64, sm=40),)))
+    usage = run().usage()
+    assert usage == {"usage": {"gpu0": {"processes": [proc(5, 40.0, 64)], "instances": {}}}, "errors": []}
+
+
+def test_usage_with_a_driver_before_the_v3_process_functions(
+    fake_nvml_lib_processes_v2: Path, state: Path
+) -> None:
+    busy_gpus(state)
+    drive = Drive(fake_nvml_lib_processes_v2, state)
+    try:
+        for _ in range(2):
+            usage = drive.usage()
+            assert usage["errors"] == []
+            assert processes(usage, "gpu0") == [proc(1234, 25.0, 6000), proc(4242, 75.0, 2000)]
+            assert processes(usage, "gpu1") == [proc(99, 0.0, 12), proc(777, 100.0, 40_000)]
+    finally:
+        drive.close()

@@ -4,7 +4,8 @@ Run as `python -m tests.fakes.drive [--reprobe-seconds S]` from the repo root, i
 LD_LIBRARY_PATH holds the fake libnvidia-ml.so.1 and whose FAKE_NVML_STATE names its state file.
 Commands, each answered by one JSON line on stdout:
   {"advance": seconds}  step the fake clock, tick the sampler, print the snapshot;
-  {"probe": true}       print the probe result of startup.
+  {"probe": true}       print the probe result of startup;
+  {"usage": true}       print gpu_usage() and its usage_errors (the clock does not move).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from agent.sampler import Sampler, Snapshot
 from collectors.base import Device, Probe
 from collectors.nvml import NvmlCollector
+from collectors.workloads import GpuProcess, GpuUsage
 
 
 class FakeClock:
@@ -64,6 +66,27 @@ def snapshot_json(snapshot: Snapshot, collector: NvmlCollector) -> dict[str, Any
     }
 
 
+def processes_json(processes: tuple[GpuProcess, ...]) -> list[dict[str, Any]]:
+    return [{"pid": p.pid, "sm_util": p.sm_util, "memory_bytes": p.memory_bytes} for p in processes]
+
+
+def usage_json(usages: tuple[GpuUsage, ...], errors: tuple[str, ...]) -> dict[str, Any]:
+    """{"usage": {device: {"processes": [...], "instances": {name: {"sm_share", "processes"}}}}, "errors"}"""
+    return {
+        "usage": {
+            usage.device: {
+                "processes": processes_json(usage.processes),
+                "instances": {
+                    name: {"sm_share": share, "processes": processes_json(processes)}
+                    for name, (share, processes) in usage.instances.items()
+                },
+            }
+            for usage in usages
+        },
+        "errors": list(errors),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--reprobe-seconds", type=float, default=30.0)
@@ -83,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
                 answer = snapshot_json(sampler.tick(), collector)
             elif "probe" in command:
                 answer = {**probe_json(probe), "driver_version": collector.driver_version}
+            elif "usage" in command:
+                usages = collector.gpu_usage()
+                answer = usage_json(usages, collector.usage_errors)
             else:
                 answer = {"error": f"unknown command {line.strip()}"}
             print(json.dumps(answer), flush=True)
