@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.nvml import build_fake_nvml
+from tests.slurm import SlurmCluster, SlurmHost, missing_binaries
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,34 @@ def sysfs() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
+
+
+# ---- a real single-node Slurm (tests/slurm.py); one configuration runs at a time ----
+
+
+@pytest.fixture(scope="session")
+def slurm_host() -> Iterator[SlurmHost]:
+    """munged and a temporary directory; skips when slurm-wlm or munge is not installed."""
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"Slurm not installed (no {', '.join(missing)}): apt-get install slurm-wlm munge")
+    if os.geteuid() != 0:
+        pytest.skip("a real Slurm needs root (SlurmUser=root, job cgroups)")
+    host = SlurmHost()
+    try:
+        host.start_munge()
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture
+def slurm_cluster(slurm_host: SlurmHost) -> SlurmCluster:
+    """Slurm with proctrack/cgroup, task/cgroup, jobacct_gather/cgroup: each job has v1 cgroups."""
+    return slurm_host.start("cgroup")
+
+
+@pytest.fixture
+def slurm_cluster_linuxproc(slurm_host: SlurmHost) -> SlurmCluster:
+    """Slurm with proctrack/linuxproc: no job cgroups, jobs are known by SLURM_JOB_ID in environ."""
+    return slurm_host.start("linuxproc")
