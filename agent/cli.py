@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import sys
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, config, daemon, doctor
+from agent import __version__, config, daemon, doctor, jobs_view
 
 EXIT_BAD_INPUT = 2
 
@@ -34,19 +35,38 @@ def _parser() -> argparse.ArgumentParser:
 
     doc = sub.add_parser("doctor", parents=[host], help="say which energy sources work here, and why not")
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    ledger = argparse.ArgumentParser(add_help=False)
+    ledger.add_argument("--config", type=Path, help="YAML config file whose ledger.path to read")
+    ledger.add_argument("--ledger", type=Path, metavar="PATH", help="ledger file (default: ledger.path)")
+    ledger.add_argument("--json", action="store_true", help="print JSON")
+    codes = "exit codes: 0 ok, 1 no ledger or no such job, 2 bad input"
+    jobs = sub.add_parser(
+        "jobs", parents=[ledger], help="list the jobs in the ledger and their energy", epilog=codes
+    )
+    jobs.add_argument("--running", action="store_true", help="only the jobs still running")
+    jobs.add_argument(
+        "--since", metavar="DATE", help="jobs running at or after DATE (YYYY-MM-DD or ISO, UTC)"
+    )
+    jobs.add_argument("--user", metavar="USER", help="only USER's jobs")
+    job = sub.add_parser("job", parents=[ledger], help="one job's energy", epilog=codes)
+    job.add_argument("id", metavar="ID", help="job id (4242), or scheduler:id (slurm:4242) where ids repeat")
+    job.add_argument("--node", help="the node name, where the ledger has the job under several")
     return parser
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The flags given, shaped like the config file, so that they go through the same validation."""
     flat = {
-        "node_name": args.node_name,
+        "node_name": getattr(args, "node_name", None),
         "listen": getattr(args, "listen", None),
         "interval_seconds": getattr(args, "interval", None),
         "log_level": getattr(args, "log_level", None),
     }
     out: dict[str, Any] = {k: v for k, v in flat.items() if v is not None}
-    host = {k: getattr(args, k) for k in ("sysfs", "procfs", "cgroupfs") if getattr(args, k) is not None}
+    host = {
+        k: getattr(args, k) for k in ("sysfs", "procfs", "cgroupfs") if getattr(args, k, None) is not None
+    }
     if host:
         out["host"] = host
     return out
@@ -61,7 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     if args.command == "doctor":
         return doctor.run(cfg, sys.stdout, as_json_output=args.json)
+    if args.command in ("jobs", "job"):
+        return _ledger_view(args, (args.ledger or cfg.ledger.path).absolute())
     return _agent(cfg)
+
+
+def _ledger_view(args: argparse.Namespace, path: Path) -> int:
+    # Whatever the locale, a job's name must not end the command with UnicodeEncodeError.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    if args.command == "jobs":
+        return jobs_view.run_jobs(
+            path, args.since, args.user, args.running, args.json, sys.stdout, sys.stderr
+        )
+    return jobs_view.run_job(path, args.id, args.node, args.json, sys.stdout, sys.stderr)
 
 
 def _agent(cfg: config.Config) -> int:
