@@ -7,6 +7,7 @@ to do; the CLI prints it and exits with code 2.
 from __future__ import annotations
 
 import math
+import os
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,9 +34,17 @@ class HostPaths:
     cgroupfs: Path = Path("/sys/fs/cgroup")
 
 
+def default_ledger_path() -> Path:
+    """/var/lib/greenai/ledger.db for root (the system service); the user's state directory otherwise."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/greenai/ledger.db")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "greenai" / "ledger.db"
+
+
 @dataclass(frozen=True)
 class LedgerConfig:
-    path: Path = Path("/var/lib/greenai/ledger.db")
+    path: Path = field(default_factory=default_ledger_path)
     flush_seconds: float = 5.0
 
 

@@ -6,12 +6,16 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from agent.config import Config
 from agent.exporter import MetricsServer, make_registry
+from agent.job_accounting import JobAccounting
+from agent.job_metrics import JobsCollector
+from agent.ledger import LedgerError
 from agent.sampler import Sampler
-from agent.sources import RequiredSourceMissing, devices, probe_sources, require
+from agent.sources import RequiredSourceMissing, Source, devices, probe_sources, require
 from collectors.base import Clock
 
 log = logging.getLogger("greenai.agent")
@@ -41,14 +45,35 @@ def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) ->
         raise StartupError("no energy source works on this node; run `greenai doctor` to see why")
 
     sampler = Sampler(active, clock, devices=devices(sources))
-    sampler.tick()  # the first read of every counter is its baseline
-    host, port = config.listen_address
     try:
-        statuses = {s.name: s.probe.status for s in sources}
-        registry = make_registry(lambda: sampler.snapshot, config.node_name, statuses)
-        server = MetricsServer(host, port, registry)
-    except OSError as e:
+        jobs = JobAccounting.open(config, sources, clock)
+    except LedgerError as e:
         sampler.close()
+        raise StartupError(f"ledger.path: {e}", exit_code=2) from None
+    try:
+        _serve(config, sources, sampler, jobs, stop, clock)
+    finally:
+        jobs.close()
+        sampler.close()
+        log.info("stopped")
+
+
+def _serve(
+    config: Config,
+    sources: list[Source],
+    sampler: Sampler,
+    jobs: JobAccounting,
+    stop: threading.Event,
+    clock: Clock,
+) -> None:
+    jobs.accountant.account(sampler.tick())  # the first read of every counter is its baseline
+    host, port = config.listen_address
+    statuses = {s.name: s.probe.status for s in sources}
+    job_metrics = JobsCollector(lambda: jobs.accountant.snapshot, config.jobs.labels, jobs.ledger)
+    registry = make_registry(lambda: sampler.snapshot, config.node_name, statuses, job_metrics)
+    try:
+        server = MetricsServer(host, port, registry, jobs.api)
+    except OSError as e:
         raise StartupError(
             f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`",
             exit_code=2,
@@ -57,18 +82,16 @@ def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) ->
     shown = f"[{host}]" if ":" in host else host
     log.info("serving metrics on http://%s:%d/metrics every %gs", shown, server.port, config.interval_seconds)
     try:
-        _loop(sampler, config.interval_seconds, stop, clock)
+        _loop(lambda: jobs.accountant.account(sampler.tick()), config.interval_seconds, stop, clock)
     finally:
         server.stop()
-        sampler.close()
-        log.info("stopped")
 
 
-def _loop(sampler: Sampler, interval: float, stop: threading.Event, clock: Clock) -> None:
+def _loop(tick: Callable[[], object], interval: float, stop: threading.Event, clock: Clock) -> None:
     """Tick on a fixed schedule; after a stall, skip the missed ticks rather than bunch them up."""
     next_tick = clock() + interval
     while not stop.wait(max(0.0, next_tick - clock())):
-        sampler.tick()
+        tick()
         next_tick += interval
         now = clock()
         if next_tick < now:

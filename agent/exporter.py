@@ -7,16 +7,19 @@ label is named `job` or `instance`: Prometheus owns those.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 from agent import __version__
 from agent.sampler import Snapshot
@@ -126,11 +129,16 @@ class SnapshotCollector:
 
 
 def make_registry(
-    get_snapshot: Callable[[], Snapshot], node_name: str, statuses: Mapping[str, Status]
+    get_snapshot: Callable[[], Snapshot],
+    node_name: str,
+    statuses: Mapping[str, Status],
+    *extra: Collector,
 ) -> CollectorRegistry:
-    """A registry of its own (never the global one) with the snapshot and process metrics."""
+    """A registry of its own (never the global one) with the snapshot, `extra` and process metrics."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(get_snapshot, node_name, statuses))
+    for collector in extra:
+        registry.register(collector)
     ProcessCollector(registry=registry)
     return registry
 
@@ -142,16 +150,28 @@ def render(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
 
 
 _INDEX = b"""<html><head><title>greenai agent</title></head>
-<body><h1>greenai agent</h1><p><a href="/metrics">Metrics</a></p></body></html>
+<body><h1>greenai agent</h1><p><a href="/metrics">Metrics</a> &middot;
+<a href="/api/v1/jobs">Jobs (JSON)</a></p></body></html>
 """
+
+
+class JobsApi(Protocol):
+    """Read-only job figures for /api/v1/jobs; errors are LookupError (no such job) or ValueError."""
+
+    def list_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: str) -> dict[str, Any]: ...
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
 
     def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        if path.startswith("/api/v1/jobs"):
+            self._jobs_api(path, dict(urllib.parse.parse_qsl(url.query)))
+        elif path == "/metrics":
             body, content_type = render(self.server.registry, self.headers.get("Accept", ""))
             self._reply(200, content_type, body)
         elif path == "/":
@@ -160,6 +180,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, "text/plain; charset=utf-8", b"ok\n")
         else:
             self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def _jobs_api(self, path: str, query: dict[str, str]) -> None:
+        api = self.server.jobs_api
+        rest = path[len("/api/v1/jobs") :]
+        try:
+            if api is None:
+                raise LookupError("this agent keeps no per-job figures")
+            if rest in ("", "/"):
+                self._json(200, api.list_jobs(query))
+            elif rest.startswith("/") and "/" not in rest[1:]:
+                self._json(200, api.get_job(urllib.parse.unquote(rest[1:])))
+            else:
+                raise LookupError(f"no such resource: {path}")
+        except LookupError as e:
+            self._json(404, {"error": str(e.args[0] if e.args else e)})
+        except ValueError as e:
+            self._json(400, {"error": str(e)})
+        except Exception:  # the API must never take the agent down
+            log.exception("GET %s", path)
+            self._json(500, {"error": "internal error; see the agent's log"})
+
+    def _json(self, status: int, value: object) -> None:
+        self._reply(status, "application/json", json.dumps(value, indent=1).encode() + b"\n")
 
     def _reply(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
@@ -177,9 +220,12 @@ class MetricsServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry) -> None:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, jobs_api: JobsApi | None = None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.registry = registry
+        self.jobs_api = jobs_api
         super().__init__((host, port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 

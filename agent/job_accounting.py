@@ -1,0 +1,112 @@
+"""The per-job side of the agent, assembled from the config: discovery, metadata, ledger, accountant.
+
+`JobAccounting.open()` builds them and `close()` stops their threads and writes the ledger's last
+rows; `api` serves /api/v1/jobs from the ledger plus what it has not written yet.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.accounting import Accountant
+from agent.config import Config
+from agent.ledger import JobNotFound, Ledger, LedgerError
+from agent.sources import Source
+from collectors.base import Clock
+from collectors.cgroups import JobDiscovery
+from collectors.kubernetes import PodDirectory
+from collectors.nvml import NvmlCollector
+from collectors.slurm import SlurmMetadata
+from collectors.workloads import JobInfo, JobKey
+
+
+class LedgerApi:
+    """/api/v1/jobs over the running agent's ledger, unwritten rows included."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self._ledger = ledger
+
+    def list_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
+        since = query.get("since")
+        running = query.get("running")
+        summaries = self._ledger.live_jobs(
+            since=float(since) if since else None,
+            user=query.get("user") or None,
+            running=None if running is None else running.lower() in ("1", "true", "yes"),
+        )
+        return [s.as_dict() for s in summaries]
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        try:
+            return self._ledger.live_job(job_id).as_dict()
+        except JobNotFound as e:
+            raise LookupError(str(e)) from None
+        except LedgerError as e:
+            raise ValueError(str(e)) from None
+
+
+@dataclass
+class JobAccounting:
+    discovery: JobDiscovery
+    ledger: Ledger
+    accountant: Accountant
+    slurm: SlurmMetadata | None
+    pods: PodDirectory | None
+
+    @property
+    def api(self) -> LedgerApi:
+        return LedgerApi(self.ledger)
+
+    @classmethod
+    def open(cls, config: Config, sources: list[Source], clock: Clock) -> JobAccounting:
+        """Build everything; raises LedgerError when the ledger cannot be opened."""
+        ledger = Ledger(config.ledger.path, config.node_name, flush_seconds=config.ledger.flush_seconds)
+        slurm = (
+            SlurmMetadata(config.slurm.scontrol, config.slurm.refresh_seconds, clock)
+            if config.slurm.scontrol
+            else None
+        )
+        k = config.kubernetes
+        pods = (
+            PodDirectory(k.pods_url, config.node_name, k.token_file, k.ca_file, k.refresh_seconds)
+            if k.pods_url
+            else None
+        )
+        if pods is not None:
+            pods.start()
+
+        def metadata(key: JobKey) -> JobInfo | None:
+            return slurm.get(key.job_id) if slurm is not None and key.scheduler == "slurm" else None
+
+        discovery = JobDiscovery(
+            config.host.procfs, config.host.cgroupfs, config.node_name, clock, metadata=metadata, pods=pods
+        )
+        nvml = next(
+            (s.collector for s in sources if s.active and isinstance(s.collector, NvmlCollector)), None
+        )
+        accountant = Accountant(
+            discovery,
+            time.time,
+            devices=tuple(d for s in sources if s.active for d in s.probe.devices),
+            gpus=nvml,
+            ledger=ledger,
+            idle_policy=config.attribution.idle_policy,
+            grace_seconds=config.jobs.grace_seconds,
+            max_job_series=config.jobs.max_job_series,
+            previously_running={
+                s.key: s.last_seen for s in ledger.live_jobs(running=True) if s.node == ledger.node
+            },
+        )
+        return cls(discovery, ledger, accountant, slurm, pods)
+
+    def close(self) -> None:
+        """Stop the helper threads and write what the ledger still holds."""
+        if self.slurm is not None:
+            self.slurm.close()
+        if self.pods is not None:
+            self.pods.close()
+        self.discovery.close()
+        self.ledger.close()

@@ -1,0 +1,119 @@
+"""Prometheus families for per-job energy and the ledger's health, over immutable snapshots.
+
+For every component, at every scrape:
+
+    sum(greenai_job_energy_joules_total) + greenai_jobs_unexported_energy_joules_total
+      + greenai_node_unattributed_energy_joules_total == sum(greenai_node_energy_joules_total)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from agent.accounting import JOB_COMPONENTS, JobsSnapshot
+
+MAX_LABEL_CHARS = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def label_value(value: object) -> str:
+    """A label value that is valid UTF-8, one line and bounded, whatever a job was named."""
+    text = str(value).encode("utf-8", "replace").decode("utf-8")
+    text = _CONTROL.sub("?", text)
+    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 3] + "..."
+
+
+class LedgerHealth(Protocol):
+    """What the ledger's writer says about itself."""
+
+    @property
+    def errors(self) -> Mapping[str, int]: ...
+
+    @property
+    def pending_rows(self) -> int: ...
+
+    @property
+    def last_flush_ok(self) -> bool: ...
+
+
+class JobsCollector:
+    """Yields the job and ledger families from whatever `get_jobs` returns now."""
+
+    def __init__(
+        self,
+        get_jobs: Callable[[], JobsSnapshot],
+        labels: tuple[str, ...] = (),
+        ledger: LedgerHealth | None = None,
+    ) -> None:
+        self._get_jobs = get_jobs
+        self._labels = labels
+        self._ledger = ledger
+
+    def collect(self) -> Iterator[Metric]:
+        jobs = self._get_jobs()
+        energy = CounterMetricFamily(
+            "greenai_job_energy_joules",
+            "Node energy attributed to a job since the agent first saw it, per component "
+            "(see docs/attribution.md); jobs that ended stay for jobs.grace_seconds.",
+            labels=["job_id", "scheduler", "component", *self._labels],
+        )
+        for series in jobs.jobs:
+            extra = [label_value(getattr(series.info, name)) for name in self._labels]
+            for component in JOB_COMPONENTS:
+                labels = [label_value(series.key.job_id), series.key.scheduler, component, *extra]
+                energy.add_metric(labels, series.energy_j.get(component, 0.0))
+        yield energy
+        yield _per_component(
+            "greenai_node_unattributed_energy_joules",
+            "Node energy no job was charged for: processes outside jobs, idle CPUs nobody holds, "
+            "platform (psys) energy.",
+            jobs.unattributed_j,
+        )
+        yield _per_component(
+            "greenai_jobs_unexported_energy_joules",
+            "Energy of jobs that are not on /metrics: past their grace period, or beyond max_job_series.",
+            jobs.unexported_j,
+        )
+        yield GaugeMetricFamily("greenai_jobs_running", "Jobs running on the node now.", value=jobs.running)
+        errors = CounterMetricFamily(
+            "greenai_accounting_errors",
+            "Failures to find jobs or GPU processes; the interval's energy then stays unattributed.",
+            labels=["stage"],
+        )
+        for stage, count in sorted(jobs.errors.items()):
+            errors.add_metric([stage], count)
+        yield errors
+        if self._ledger is not None:
+            yield from _ledger_families(self._ledger)
+
+
+def _per_component(name: str, documentation: str, values: Mapping[str, float]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=["component"])
+    for component, joules in sorted(values.items()):
+        family.add_metric([component], joules)
+    return family
+
+
+def _ledger_families(ledger: LedgerHealth) -> Iterator[Metric]:
+    errors = CounterMetricFamily(
+        "greenai_ledger_errors",
+        "Failed ledger writes by reason (disk full, locked, I/O); the rows wait in memory.",
+        labels=["reason"],
+    )
+    for reason, count in sorted(ledger.errors.items()):
+        errors.add_metric([reason], count)
+    yield errors
+    yield GaugeMetricFamily(
+        "greenai_ledger_pending_rows",
+        "Ledger rows waiting in memory to be written.",
+        value=ledger.pending_rows,
+    )
+    yield GaugeMetricFamily(
+        "greenai_ledger_last_flush_success",
+        "1 when the last write to the ledger succeeded, else 0.",
+        value=1.0 if ledger.last_flush_ok else 0.0,
+    )
