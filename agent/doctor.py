@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from agent.config import Config
 from agent.sources import Source, probe_sources
-from collectors.base import Status
+from collectors.base import Probe, Status
+from collectors.cgroups import JobDiscovery
+from collectors.slurm import SlurmMetadata
 
 
 def diagnose(config: Config) -> list[Source]:
@@ -18,6 +22,34 @@ def diagnose(config: Config) -> list[Source]:
         if s.collector is not None:
             s.collector.close()
     return sources
+
+
+def job_checks(config: Config) -> list[tuple[str, Probe]]:
+    """What per-job accounting will find: job cgroups, Slurm names, and whether the ledger is writable."""
+    discovery = JobDiscovery(config.host.procfs, config.host.cgroupfs, config.node_name)
+    try:
+        checks = [("jobs", discovery.probe())]
+    finally:
+        discovery.close()
+    if config.slurm.scontrol:
+        slurm = SlurmMetadata(config.slurm.scontrol, config.slurm.refresh_seconds)
+        checks.append(("slurm", slurm.probe()))
+        slurm.close()
+    checks.append(("ledger", _ledger_probe(config.ledger.path)))
+    return checks
+
+
+def _ledger_probe(path: Path) -> Probe:
+    # os.path.exists, unlike Path.exists, says False where a parent cannot be searched
+    existing = next((p for p in (path, *path.parents) if os.path.exists(p)), Path("/"))
+    if not os.access(existing, os.W_OK, effective_ids=os.access in os.supports_effective_ids):
+        return Probe(
+            Status.PERMISSION_DENIED,
+            f"{path}: {existing} is not writable by this user",
+            fix="run the agent as root, or set ledger.path to a writable place",
+        )
+    state = "exists" if os.path.exists(path) else "will be created by the agent"
+    return Probe(Status.OK, f"{path} ({state})")
 
 
 def summary(sources: list[Source]) -> str:
@@ -43,11 +75,11 @@ def summary(sources: list[Source]) -> str:
     return text
 
 
-def print_report(sources: list[Source], node_name: str, out: TextIO) -> None:
-    """The human-readable report."""
+def print_report(sources: list[Source], checks: list[tuple[str, Probe]], node_name: str, out: TextIO) -> None:
+    """The human-readable report: energy sources, then per-job accounting, then the verdict."""
     out.write(f"greenai doctor on node {node_name}\n\n")
     for s in sources:
-        out.write(f"{s.name:<9} {s.probe.status.value:<18} {s.probe.reason}\n")
+        _line(out, s.name, s.probe)
         for d in s.probe.devices:
             details = ", ".join(f"{k}={v}" for k, v in d.details.items())
             out.write(f"{'':<29}device {d.component}/{d.device} via {d.method}: {details}\n")
@@ -55,7 +87,16 @@ def print_report(sources: list[Source], node_name: str, out: TextIO) -> None:
             out.write(f"{'':<29}note: {note}\n")
         if s.probe.fix:
             out.write(f"{'':<29}to fix: {s.probe.fix}\n")
+    out.write("\n")
+    for name, probe in checks:
+        _line(out, name, probe)
+        if probe.fix:
+            out.write(f"{'':<29}to fix: {probe.fix}\n")
     out.write(f"\nresult: {summary(sources)}\n")
+
+
+def _line(out: TextIO, name: str, probe: Probe) -> None:
+    out.write(f"{name:<9} {probe.status.value:<18} {probe.reason}\n")
 
 
 def as_json(sources: list[Source], node_name: str) -> dict[str, Any]:
@@ -90,8 +131,13 @@ def as_json(sources: list[Source], node_name: str) -> dict[str, Any]:
 def run(config: Config, out: TextIO, as_json_output: bool = False) -> int:
     """Print the report; 0 when at least one source, measured or estimated, works."""
     sources = diagnose(config)
+    checks = job_checks(config)
     if as_json_output:
-        out.write(json.dumps(as_json(sources, config.node_name), indent=2) + "\n")
+        report = as_json(sources, config.node_name)
+        report["jobs"] = [
+            {"name": name, "status": p.status.value, "reason": p.reason, "fix": p.fix} for name, p in checks
+        ]
+        out.write(json.dumps(report, indent=2) + "\n")
     else:
-        print_report(sources, config.node_name, out)
+        print_report(sources, checks, config.node_name, out)
     return 0 if any(s.active for s in sources) else 1

@@ -93,3 +93,18 @@ def test_nothing_works_exits_1(tmp_path: Path) -> None:
         == "result: no energy source works on this node; fix one of the problems above"
     )
     assert out.stdout.count("disabled by collectors.") == 3
+
+
+def test_job_accounting_checks(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"ledger: {{path: {tmp_path / 'x' / 'ledger.db'}}}\nslurm: {{scontrol: /nonexistent/scontrol}}\n"
+    )
+    out = _doctor("--config", str(cfg), "--json", "--sysfs", "/nonexistent-sys")
+    checks = {c["name"]: c for c in json.loads(out.stdout)["jobs"]}
+    assert checks["ledger"]["status"] == "found" and "will be created" in checks["ledger"]["reason"]
+    assert checks["slurm"]["status"] != "found" and "/nonexistent/scontrol" in checks["slurm"]["reason"]
+    assert checks["jobs"]["status"] == "found" and "cgroup" in checks["jobs"]["reason"]
+    with unprivileged():
+        probe = doctor.job_checks(config.load(None, {"ledger": {"path": "/root/greenai/ledger.db"}}))[-1][1]
+    assert probe.status.value == "permission denied" and "ledger.path" in probe.fix
