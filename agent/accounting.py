@@ -88,6 +88,8 @@ class _Job:
     energy_j: dict[str, float]
     exported: bool
     ended: float | None = None
+    noted: bool = False
+    """Whether the ledger has been told of the job's start and current metadata."""
 
 
 class Accountant:
@@ -225,8 +227,12 @@ class Accountant:
                     self._ledger.job_ended(key, last_seen)
         self._stale = {}
         for key, usage in scan.jobs.items():
-            job = self._jobs.get(key) or self._new_job(key, usage.info)
-            job.info, job.ended = usage.info, None
+            job = self._jobs.get(key)
+            if job is None:
+                job = self._new_job(key, usage.info)
+            elif job.ended is None and job.info == usage.info and job.noted:
+                continue  # the ledger hears of it through record() each interval
+            job.info, job.ended, job.noted = usage.info, None, True
             if self._ledger is not None:
                 self._ledger.job_seen(key, usage.info, now)
         for key, job in self._jobs.items():
@@ -270,9 +276,10 @@ class Accountant:
         )
 
     def _publish(self, now: float) -> JobsSnapshot:
+        # A plain copy per job: nothing mutates it once published, and this runs on every sample.
         series = tuple(
-            JobSeries(key, job.info, MappingProxyType(dict(job.energy_j)), job.ended)
-            for key, job in sorted(self._jobs.items())
+            JobSeries(key, job.info, dict(job.energy_j), job.ended)
+            for key, job in self._jobs.items()
             if job.exported
         )
         return JobsSnapshot(

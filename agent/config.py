@@ -91,6 +91,9 @@ class SlurmConfig:
     scontrol: str = "scontrol"
     """scontrol to ask for job metadata, by path or name on PATH; "" turns the look-ups off."""
     refresh_seconds: float = 60.0
+    environ_fallback: str = "auto"
+    """Find jobs by SLURM_JOB_ID in process environments (proctrack/linuxproc): auto: only while no
+    Slurm job cgroup exists; true; false."""
 
 
 @dataclass(frozen=True)
@@ -266,7 +269,7 @@ SCHEMA: dict[str, Any] = {
         "max_job_series": _integer(1, 1_000_000),
         "labels": _labels,
     },
-    "slurm": {"scontrol": _program, "refresh_seconds": _number(1, 86400)},
+    "slurm": {"scontrol": _program, "refresh_seconds": _number(1, 86400), "environ_fallback": _enabled},
     "kubernetes": {
         "pods_url": _url,
         "token_file": _optional(_path),

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from types import FrameType
 
 from agent.config import Config
-from agent.exporter import MetricsServer, make_registry
+from agent.exporter import MetricsServer, Published, make_registry
 from agent.job_accounting import JobAccounting
-from agent.job_metrics import JobsCollector
+from agent.job_metrics import JobFamilies
 from agent.ledger import LedgerError
 from agent.sampler import Sampler
 from agent.sources import RequiredSourceMissing, Source, devices, probe_sources, require
@@ -66,11 +66,20 @@ def _serve(
     stop: threading.Event,
     clock: Clock,
 ) -> None:
-    jobs.accountant.account(sampler.tick())  # the first read of every counter is its baseline
+    def sample() -> Published:
+        snap = sampler.tick()
+        return snap, jobs.accountant.account(snap)
+
+    published = [sample()]  # the first read of every counter is its baseline
+
+    def publish() -> None:
+        # A scrape reads published[0] once; replacing it whole keeps node and jobs from one sample.
+        published[0] = sample()
+
     host, port = config.listen_address
     statuses = {s.name: s.probe.status for s in sources}
-    job_metrics = JobsCollector(lambda: jobs.accountant.snapshot, config.jobs.labels, jobs.ledger)
-    registry = make_registry(lambda: sampler.snapshot, config.node_name, statuses, job_metrics)
+    families = JobFamilies(config.jobs.labels, jobs.ledger)
+    registry = make_registry(lambda: published[0], config.node_name, statuses, families)
     try:
         server = MetricsServer(host, port, registry, jobs.api)
     except OSError as e:
@@ -82,7 +91,7 @@ def _serve(
     shown = f"[{host}]" if ":" in host else host
     log.info("serving metrics on http://%s:%d/metrics every %gs", shown, server.port, config.interval_seconds)
     try:
-        _loop(lambda: jobs.accountant.account(sampler.tick()), config.interval_seconds, stop, clock)
+        _loop(publish, config.interval_seconds, stop, clock)
     finally:
         server.stop()
 

@@ -19,13 +19,17 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector
 
 from agent import __version__
+from agent.accounting import JobsSnapshot
+from agent.job_metrics import JobFamilies
 from agent.sampler import Snapshot
 from collectors.base import Status
 
 log = logging.getLogger(__name__)
+
+Published = tuple[Snapshot, JobsSnapshot | None]
+"""What one sample produced: node energy and, where jobs are accounted, the job totals that go with it."""
 
 ENERGY_LABELS = ["component", "device", "source"]
 
@@ -43,14 +47,25 @@ class SnapshotCollector:
     """
 
     def __init__(
-        self, get_snapshot: Callable[[], Snapshot], node_name: str, statuses: Mapping[str, Status]
+        self,
+        get_snapshot: Callable[[], Published],
+        node_name: str,
+        statuses: Mapping[str, Status],
+        jobs: JobFamilies | None = None,
     ) -> None:
         self._get_snapshot = get_snapshot
         self._node_name = node_name
         self._statuses = dict(statuses)
+        self._jobs = jobs
 
     def collect(self) -> Iterator[Metric]:
-        snap = self._get_snapshot()
+        # One read for the whole scrape: node and job figures from the same sample always add up.
+        snap, jobs = self._get_snapshot()
+        yield from self._node_families(snap)
+        if self._jobs is not None and jobs is not None:
+            yield from self._jobs.families(jobs)
+
+    def _node_families(self, snap: Snapshot) -> Iterator[Metric]:
         energy = CounterMetricFamily(
             "greenai_node_energy_joules",
             "Energy used by the node since the agent started, per component and device; "
@@ -129,16 +144,14 @@ class SnapshotCollector:
 
 
 def make_registry(
-    get_snapshot: Callable[[], Snapshot],
+    get_snapshot: Callable[[], Published],
     node_name: str,
     statuses: Mapping[str, Status],
-    *extra: Collector,
+    jobs: JobFamilies | None = None,
 ) -> CollectorRegistry:
-    """A registry of its own (never the global one) with the snapshot, `extra` and process metrics."""
+    """A registry of its own (never the global one) with the snapshot's and the process's metrics."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(get_snapshot, node_name, statuses))
-    for collector in extra:
-        registry.register(collector)
+    registry.register(SnapshotCollector(get_snapshot, node_name, statuses, jobs))
     ProcessCollector(registry=registry)
     return registry
 

@@ -81,8 +81,15 @@ class JobAccounting:
         def metadata(key: JobKey) -> JobInfo | None:
             return slurm.get(key.job_id) if slurm is not None and key.scheduler == "slurm" else None
 
+        fallback = {"auto": None, "true": True, "false": False}[config.slurm.environ_fallback]
         discovery = JobDiscovery(
-            config.host.procfs, config.host.cgroupfs, config.node_name, clock, metadata=metadata, pods=pods
+            config.host.procfs,
+            config.host.cgroupfs,
+            config.node_name,
+            clock,
+            metadata=metadata,
+            pods=pods,
+            environ_fallback=fallback,
         )
         nvml = next(
             (s.collector for s in sources if s.active and isinstance(s.collector, NvmlCollector)), None

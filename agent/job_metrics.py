@@ -9,7 +9,7 @@ For every component, at every scrape:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -40,21 +40,14 @@ class LedgerHealth(Protocol):
     def last_flush_ok(self) -> bool: ...
 
 
-class JobsCollector:
-    """Yields the job and ledger families from whatever `get_jobs` returns now."""
+class JobFamilies:
+    """The job and ledger families of a jobs snapshot; extra job labels from `labels`."""
 
-    def __init__(
-        self,
-        get_jobs: Callable[[], JobsSnapshot],
-        labels: tuple[str, ...] = (),
-        ledger: LedgerHealth | None = None,
-    ) -> None:
-        self._get_jobs = get_jobs
+    def __init__(self, labels: tuple[str, ...] = (), ledger: LedgerHealth | None = None) -> None:
         self._labels = labels
         self._ledger = ledger
 
-    def collect(self) -> Iterator[Metric]:
-        jobs = self._get_jobs()
+    def families(self, jobs: JobsSnapshot) -> Iterator[Metric]:
         energy = CounterMetricFamily(
             "greenai_job_energy_joules",
             "Node energy attributed to a job since the agent first saw it, per component "

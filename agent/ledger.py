@@ -631,7 +631,8 @@ class Ledger:
             for index, seconds in ((0, cpu_seconds or {}), (1, gpu_seconds or {})):
                 for key, value in seconds.items():
                     if self._valid(value):
-                        self._note_job(key, JobInfo(), interval_end, None)
+                        if key not in jobs:  # noted above already
+                            self._note_job(key, JobInfo(), interval_end, None)
                         pair = list(p.usage.get((key, hour), (0.0, 0.0)))
                         pair[index] += value
                         p.usage[(key, hour)] = (pair[0], pair[1])

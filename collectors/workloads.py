@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 SCHEDULERS = ("slurm", "kubernetes", "docker", "podman", "systemd")
 
 
-@dataclass(frozen=True, order=True)
-class JobKey:
-    """A job's identity on this node: the scheduler and the id that scheduler shows."""
+class JobKey(NamedTuple):
+    """A job's identity on this node: the scheduler and the id that scheduler shows.
+
+    A named tuple rather than a dataclass: it is hashed in every per-job dict on every sample, and a
+    tuple's hash is the cheapest there is.
+    """
 
     scheduler: str
     job_id: str

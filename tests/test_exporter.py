@@ -32,8 +32,12 @@ def _snapshot() -> Snapshot:
     )
 
 
+def _published() -> tuple[Snapshot, None]:
+    return _snapshot(), None
+
+
 def _samples(node_name: str = "node-1") -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    body, content_type = render(make_registry(_snapshot, node_name, STATUSES))
+    body, content_type = render(make_registry(_published, node_name, STATUSES))
     assert content_type.startswith("text/plain")
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -66,7 +70,7 @@ def test_a_broken_collector_is_down_and_an_absent_one_has_no_up_series() -> None
 
 def test_hostile_label_values_keep_the_exposition_valid() -> None:
     node = 'n"o\\de\nname'
-    body, _ = render(make_registry(_snapshot, node, STATUSES))
+    body, _ = render(make_registry(_published, node, STATUSES))
     lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     samples = _samples(node)
@@ -75,7 +79,7 @@ def test_hostile_label_values_keep_the_exposition_valid() -> None:
 
 def test_openmetrics_when_asked() -> None:
     body, content_type = render(
-        make_registry(_snapshot, "n", STATUSES), "application/openmetrics-text; version=1.0.0"
+        make_registry(_published, "n", STATUSES), "application/openmetrics-text; version=1.0.0"
     )
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")

@@ -235,3 +235,30 @@ def test_hostile_names_never_break_metrics_ledger_or_cli(cgroups: RealCgroups, t
     assert "q\"uo'te-0.service" in ids and "back\\slash-1.service" in ids
     assert "bad\ufffd\ufffd-2.service" in ids
     assert any(i.startswith("x" * 200) for i in ids)
+
+
+@real
+def test_every_scrape_adds_up(cgroups: RealCgroups, tmp_path: Path) -> None:
+    cgroups.start("slurm/uid_0/job_880/step_0", "burner")
+    cgroups.start(f"docker/{'fe' * 32}", "sleeper")
+    with AgentProcess(["--config", str(_agent_config(tmp_path)), "--interval", "0.05", *NO_RAPL]) as agent:
+        agent.wait_ready()
+        agent.wait_samples(5)
+        scrapes = [agent.samples() for _ in range(60)]
+        agent.stop()
+    for samples in scrapes:
+        for component in ("cpu", "dram"):
+            node = _total(samples, "greenai_node_energy_joules_total", component)
+            parts = sum(
+                _total(samples, name, component)
+                for name in (
+                    "greenai_job_energy_joules_total",
+                    "greenai_jobs_unexported_energy_joules_total",
+                    "greenai_node_unattributed_energy_joules_total",
+                )
+            )
+            assert parts == pytest.approx(node, rel=1e-9), component
+
+
+def _total(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, component: str) -> float:
+    return sum(v for (n, labels), v in samples.items() if n == name and ("component", component) in labels)

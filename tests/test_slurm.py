@@ -11,18 +11,21 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from collectors.base import Status
 from collectors.slurm import MAX_NAME_CHARS, SlurmJob, SlurmMetadata, parse_json, parse_text
 from collectors.workloads import JobInfo
-from tests.processes import REPO, wait_for
-from tests.slurm import SlurmCluster, cgroup_v2_only, missing_binaries
+from tests.processes import REPO, AgentProcess, free_port, http_get, run_greenai, wait_for
+from tests.slurm import CGROUP_ROOT, SlurmCluster, cgroup_v2_only, missing_binaries
 
 real_slurm = pytest.mark.skipif(
     bool(missing_binaries()) or os.geteuid() != 0,
@@ -476,3 +479,227 @@ def test_epilog_without_agent_or_output_exits_zero_quickly(
     for bad in ({}, {"SLURM_JOB_ID": "1;rm", "SLURM_JOB_UID": "0"}):
         result = subprocess.run([str(EPILOG)], env={"PATH": env_path, **bad}, capture_output=True, text=True)
         assert result.returncode == 0 and "nothing to do" in result.stderr
+
+
+# ---- the agent on a real Slurm: attribution, /api/v1/jobs, the ledger CLI and the epilog ----
+
+NO_RAPL = ["--sysfs", "/nonexistent-sys"]  # the estimate on every host, so the figures below hold
+BUSY_NAME, SLEEPER_NAME = "greenai busy", "greenai sleeper"
+
+
+def _agent_config(tmp_path: Path, cluster: SlurmCluster) -> Path:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(
+        f"ledger: {{path: {tmp_path / 'ledger.db'}, flush_seconds: 0.5}}\n"
+        f"slurm: {{scontrol: {cluster.scontrol_path}}}\n"
+    )
+    return cfg
+
+
+def _job_cpu_j(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], job_id: str) -> float | None:
+    labels = {("scheduler", "slurm"), ("job_id", job_id), ("component", "cpu")}
+    found = [
+        v for (name, ls), v in samples.items() if name == "greenai_job_energy_joules_total" and labels <= ls
+    ]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def _assert_conserved(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> None:
+    """jobs + unexported + unattributed == node, per component, within one scrape."""
+    node: dict[str, float] = {}
+    parts: dict[str, float] = {}
+    charged = (
+        "greenai_job_energy_joules_total",
+        "greenai_jobs_unexported_energy_joules_total",
+        "greenai_node_unattributed_energy_joules_total",
+    )
+    for (name, labels), value in samples.items():
+        component = dict(labels).get("component", "")
+        if name == "greenai_node_energy_joules_total":
+            node[component] = node.get(component, 0.0) + value
+        elif name in charged:
+            parts[component] = parts.get(component, 0.0) + value
+    assert set(node) >= {"cpu", "dram"}, node
+    for component, joules in node.items():
+        assert joules > 0, component
+        assert parts.get(component, 0.0) == pytest.approx(joules, rel=1e-6), (component, parts, node)
+
+
+def _what_the_agent_sees(agent: AgentProcess) -> str:
+    """For a failure message: the jobs on /metrics, and Slurm job cgroups on this host. The environ
+    fallback (proctrack/linuxproc) is off while any exist, e.g. made by another test running at once."""
+    jobs = sorted({dict(ls)["job_id"] for n, ls in agent.samples() if n == "greenai_job_energy_joules_total"})
+    cgroups = sorted(str(p) for p in CGROUP_ROOT.glob("cpuacct/**/job_*"))
+    return (
+        f"{len(jobs)} jobs on /metrics (first: {jobs[:5]}); "
+        f"{len(cgroups)} Slurm job cgroups on the host (first: {cgroups[:3]})"
+    )
+
+
+def _ledger_job(cfg: Path, job_id: str) -> dict[str, Any] | None:
+    """`greenai job <id> --json` as a user runs it; None while the ledger does not have the job yet."""
+    result = run_greenai("job", job_id, "--json", "--config", str(cfg))
+    if result.returncode == 1 and "no job" in result.stderr:
+        return None
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _api_job(agent: AgentProcess, job_id: str) -> dict[str, Any] | None:
+    try:
+        return dict(json.loads(http_get(f"{agent.url}/api/v1/jobs/slurm:{job_id}")))
+    except urllib.error.HTTPError as e:
+        if e.code == 404:
+            return None
+        raise
+
+
+def _assert_job_fields(record: dict[str, Any], job_id: str, name: str, running: bool) -> None:
+    assert record["scheduler"] == "slurm" and record["job_id"] == job_id, record
+    assert record["user"] == "root" and record["uid"] == 0, record
+    assert record["name"] == name, record
+    assert record["partition"] == "debug", record
+    assert (record["end"] is None) == running and record["running"] == running, record
+    assert record["energy_joules"]["cpu"] > 0, record
+    assert record["energy_joules"]["gpu"] == 0, record
+    assert record["sources"].keys() == {"estimate"} and record["estimated_share"] == 1.0, record
+
+
+def _agent_attributes_real_jobs(cluster: SlurmCluster, tmp_path: Path) -> None:
+    busy = cluster.submit(wrap="exec python3 -c 'while True: pass'", name=BUSY_NAME)
+    sleeper = cluster.submit(wrap="exec sleep 300", name=SLEEPER_NAME)
+    cfg = _agent_config(tmp_path, cluster)
+    try:
+        cluster.wait_running(busy.job_id)
+        cluster.wait_running(sleeper.job_id)
+        args = ["--config", str(cfg), "--interval", "0.2", *NO_RAPL]
+        with AgentProcess(args, env=cluster.env) as agent:
+            agent.wait_ready()
+            try:
+                first = wait_for(
+                    lambda: _job_cpu_j(agent.samples(), busy.job_id), 15, "CPU energy of the busy job"
+                )
+            except AssertionError as e:
+                raise AssertionError(f"{e}; {_what_the_agent_sees(agent)}") from None
+            # A second of sampling: the busy job's share has to stand out from the sleeper's.
+            wait_for(
+                lambda: (_job_cpu_j(agent.samples(), busy.job_id) or 0) > first + 2.0,
+                15,
+                "the busy job's CPU energy to grow",
+            )
+            samples = agent.samples()  # one scrape for every figure below
+            busy_j, sleeper_j = _job_cpu_j(samples, busy.job_id), _job_cpu_j(samples, sleeper.job_id)
+            assert busy_j is not None and sleeper_j is not None, sorted(n for n, _ in samples)
+            if cluster.proctrack == "cgroup":
+                # The sleeper holds one of the node's CPUs (its cpuset), so under idle_policy share it
+                # pays that CPU's idle power: busy/sleeper is about TDP/idle = 1/0.3 here, not more.
+                assert sleeper_j > 0
+                assert busy_j >= 2 * sleeper_j, (busy_j, sleeper_j)
+            else:
+                # No cgroup, no allocation: a job's claim on idle power is the CPU it kept busy.
+                assert busy_j >= 5 * sleeper_j, (busy_j, sleeper_j)
+            _assert_conserved(samples)
+
+            # The API: metadata comes from scontrol in the background.
+            running = wait_for(
+                lambda: (r := _api_job(agent, busy.job_id)) and r["name"] == BUSY_NAME and r,
+                15,
+                "the busy job's name from scontrol on the API",
+            )
+            _assert_job_fields(running, busy.job_id, BUSY_NAME, running=True)
+            # The CLI reads the ledger the agent writes every 0.5 s.
+            in_ledger = wait_for(
+                lambda: (r := _ledger_job(cfg, busy.job_id)) and r["name"] == BUSY_NAME and r,
+                15,
+                "the busy job's name in the ledger",
+            )
+            _assert_job_fields(in_ledger, busy.job_id, BUSY_NAME, running=True)
+
+            cluster.cancel(busy.job_id)
+            cluster.cancel(sleeper.job_id)
+            cluster.wait_finished(busy.job_id)
+            cluster.wait_finished(sleeper.job_id)
+            for job_id in (busy.job_id, sleeper.job_id):
+                wait_for(
+                    lambda job_id=job_id: (r := _api_job(agent, job_id)) and r["end"] is not None,
+                    15,
+                    f"the agent to see job {job_id} end",
+                )
+            ended = _api_job(agent, busy.job_id)
+            assert ended is not None
+            code, _ = agent.stop()
+            assert code == 0, agent.log
+        assert "Traceback" not in agent.log, agent.log
+
+        final = _ledger_job(cfg, busy.job_id)
+        assert final is not None
+        _assert_job_fields(final, busy.job_id, BUSY_NAME, running=False)
+        assert final["end"] == ended["end"]
+        assert (
+            final["energy_joules"]["cpu"]
+            >= ended["energy_joules"]["cpu"]
+            >= in_ledger["energy_joules"]["cpu"]
+        )
+        assert final["energy_joules"]["cpu"] >= busy_j - 1e-9
+        sleeper_final = _ledger_job(cfg, sleeper.job_id)
+        assert sleeper_final is not None and sleeper_final["end"] is not None
+        assert sleeper_final["name"] == SLEEPER_NAME
+        listed = run_greenai("jobs", "--config", str(cfg))
+        assert listed.returncode == 0, listed.stderr
+        rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+        # Other jobs on this host (cgroups made by other tests) may be listed too.
+        assert {busy.job_id, sleeper.job_id} <= set(rows), listed.stdout
+        for job_id in (busy.job_id, sleeper.job_id):
+            assert rows[job_id].split()[1:4] == ["slurm", "root", "greenai"], listed.stdout
+
+        _epilog_falls_back_to_the_cli(cluster, busy.job_id, cfg, final)
+    finally:
+        cluster.cancel(busy.job_id)
+        cluster.cancel(sleeper.job_id)
+
+
+def _epilog_falls_back_to_the_cli(
+    cluster: SlurmCluster, job_id: str, cfg: Path, record: dict[str, Any]
+) -> None:
+    """The agent is stopped: the epilog's API call fails and `greenai job slurm:<id>` answers."""
+    out = _nobody_dir(cluster) / "job.out"
+    out.write_text("job output\n")
+    os.chown(out, NOBODY, NOBODY)
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",  # where pip put `greenai`
+        **cluster.env,
+        "SLURM_JOB_ID": job_id,
+        "SLURM_JOB_UID": str(NOBODY),
+        "SLURM_JOB_STDOUT": str(out),
+        "GREENAI_CONFIG": str(cfg),
+        "GREENAI_API_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    }
+    result = subprocess.run([str(EPILOG)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "trying the greenai CLI" in result.stderr and "appended" in result.stderr, result.stderr
+    text = out.read_text()
+    assert text.startswith("job output\n"), text
+    joules = record["energy_joules"]
+    kwh = {c: joules[c] / 3.6e6 for c in ("total", "cpu", "dram", "gpu")}
+    assert f"=== greenai: energy of Slurm job {job_id} ===" in text, text
+    assert (
+        f"energy:    {kwh['total']:.4f} kWh total "
+        f"(cpu {kwh['cpu']:.4f} + dram {kwh['dram']:.4f} + gpu {kwh['gpu']:.4f} kWh)"
+    ) in text, text
+    seconds = round(record["duration_seconds"])
+    assert f"duration:  0h {seconds // 60:02d}m {seconds % 60:02d}s" in text, text
+    assert "estimated: 100% of this energy is a model estimate" in text, text
+    assert out.stat().st_uid == NOBODY
+
+
+@real_slurm
+def test_agent_attributes_real_slurm_jobs_cgroup(slurm_cluster: SlurmCluster, tmp_path: Path) -> None:
+    _agent_attributes_real_jobs(slurm_cluster, tmp_path)
+
+
+@real_slurm
+def test_agent_attributes_real_slurm_jobs_linuxproc(
+    slurm_cluster_linuxproc: SlurmCluster, tmp_path: Path
+) -> None:
+    _agent_attributes_real_jobs(slurm_cluster_linuxproc, tmp_path)
