@@ -12,7 +12,6 @@ import argparse
 import json
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,15 +35,7 @@ def measure(seconds: float, interval: float) -> dict[str, float]:
         state = root / "nvml.state"
         now = time.time()
         write_state(state, [FakeGpu(i, power_mw=300_000, live=True, t0=now) for i in range(8)])
-        with PowercapTree(root / "sys", server_zones(2)) as tree:
-            stop = threading.Event()
-            start = time.monotonic()
-
-            def drive() -> None:
-                while not stop.wait(0.05):
-                    tree.set_time(time.monotonic() - start)
-
-            threading.Thread(target=drive, daemon=True).start()
+        with PowercapTree(root / "sys", server_zones(2)) as tree, tree.following_real_time(0.05):
             env = {"LD_LIBRARY_PATH": str(lib), "FAKE_NVML_STATE": str(state)}
             args = ["--interval", str(interval), "--sysfs", str(tree.root)]
             with AgentProcess(args, env=env) as agent:
@@ -61,7 +52,6 @@ def measure(seconds: float, interval: float) -> dict[str, float]:
                     if name == "greenai_node_energy_joules_total" and ("component", "gpu") in labels
                 )
                 agent.stop()
-            stop.set()
     samples = samples1 - samples0
     return {
         "samples": samples,

@@ -39,7 +39,6 @@ import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -190,23 +189,12 @@ def measure(count: int, processes: int, seconds: float, scrapes: int, scontrol: 
             root = Path(tmp)
             config = root / "greenai.yaml"
             config.write_text(_config_text(root, count, scontrol))
-            with PowercapTree(root / "sys", server_zones(2)) as tree:
-                stop = threading.Event()
-                t0 = time.monotonic()
-
-                def drive() -> None:
-                    while not stop.wait(0.05):
-                        tree.set_time(time.monotonic() - t0)
-
-                threading.Thread(target=drive, daemon=True).start()
+            with PowercapTree(root / "sys", server_zones(2)) as tree, tree.following_real_time(0.05):
                 args = ["--config", str(config), "--interval", str(INTERVAL), "--sysfs", str(tree.root)]
-                try:
-                    with AgentProcess(args) as agent:
-                        agent.wait_ready(timeout=60)
-                        figures.update(_measure_agent(agent, count, seconds, scrapes))
-                        agent.stop(timeout=30)
-                finally:
-                    stop.set()
+                with AgentProcess(args) as agent:
+                    agent.wait_ready(timeout=60)
+                    figures.update(_measure_agent(agent, count, seconds, scrapes))
+                    agent.stop(timeout=30)
     finally:
         jobs.close()
     return figures

@@ -3,7 +3,6 @@ GPUs on real time; increase() over a window matches the simulated energy within 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,22 +20,10 @@ GPU_COUNTER_W, GPU_POWER_ONLY_W = 300.0, 150.0
 
 @pytest.fixture
 def live_tree(tmp_path: Path) -> Iterator[PowercapTree]:
-    """A 2-socket powercap tree whose counters follow real time, advanced by a background thread."""
+    """A 2-socket powercap tree whose counters follow real time."""
     zones = [*server_zones(2, PACKAGE_W, DRAM_W), Zone((2,), "psys", PSYS_W)]
-    tree = PowercapTree(tmp_path / "sys", zones)
-    start = time.monotonic()
-    stop = threading.Event()
-
-    def drive() -> None:
-        while not stop.wait(0.01):
-            tree.set_time(time.monotonic() - start)
-
-    thread = threading.Thread(target=drive, daemon=True)
-    thread.start()
-    yield tree
-    stop.set()
-    thread.join(5)
-    tree.close()
+    with PowercapTree(tmp_path / "sys", zones) as tree, tree.following_real_time():
+        yield tree
 
 
 def test_increase_matches_simulated_energy(

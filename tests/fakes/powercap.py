@@ -12,9 +12,11 @@ written file, and a zone made root-only keeps advancing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -103,6 +105,25 @@ class PowercapTree:
             _write_counter(fd, self.zones[index], t)
         if self._mmio_fd is not None:
             _write_counter(self._mmio_fd, self.zones[(0,)], t)
+
+    @contextlib.contextmanager
+    def following_real_time(self, period_s: float = 0.01) -> Iterator[PowercapTree]:
+        """Within the block, a thread moves the counters with the monotonic clock every `period_s`,
+        so that an agent in another process sees the zones draw their power on real time."""
+        start = time.monotonic()
+        stop = threading.Event()
+
+        def drive() -> None:
+            while not stop.wait(period_s):
+                self.set_time(time.monotonic() - start)
+
+        thread = threading.Thread(target=drive, name="powercap-clock", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(5)
 
     def true_joules(self, zone: Zone) -> float:
         """Energy the zone has used from time 0 to now, in joules, ignoring wraps."""
