@@ -13,7 +13,7 @@ from agent.config import Config
 from agent.exporter import MetricsServer, Published, make_registry
 from agent.job_accounting import JobAccounting
 from agent.job_metrics import JobFamilies
-from agent.ledger import LedgerError
+from agent.ledger_schema import LedgerError
 from agent.sampler import Sampler
 from agent.sources import RequiredSourceMissing, Source, devices, probe_sources, require
 from collectors.base import Clock

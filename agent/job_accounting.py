@@ -13,7 +13,8 @@ from typing import Any
 
 from agent.accounting import Accountant
 from agent.config import Config
-from agent.ledger import JobNotFound, Ledger, LedgerError
+from agent.ledger import Ledger
+from agent.ledger_schema import JobNotFound, LedgerError
 from agent.sources import Source
 from collectors.base import Clock
 from collectors.cgroups import JobDiscovery

@@ -16,15 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
-from agent.ledger import (
-    JOULES_PER_KWH,
-    AmbiguousJob,
-    JobNotFound,
-    JobSummary,
-    LedgerError,
-    iso,
-    open_readonly,
-)
+from agent.ledger_read import JOULES_PER_KWH, JobSummary, iso, open_readonly
+from agent.ledger_schema import AmbiguousJob, JobNotFound, LedgerError
 
 EXIT_OK, EXIT_NOTHING, EXIT_BAD_INPUT = 0, 1, 2
 SCHEDULER_SHORT = {"kubernetes": "k8s"}

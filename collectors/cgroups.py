@@ -1,23 +1,15 @@
 """Which jobs run on this node and what each uses, from cgroups (v1, v2 or hybrid) and /proc.
 
-A job is found by the shape of its cgroup path, anywhere under the hierarchy root (so a host that
-nests everything one level down, or a test prefix, still matches):
-
-    slurm[_<node>]/uid_<u>/job_<id>           slurm:<id>     (v1; the job level includes every step)
-    [<node>_]slurmstepd.scope/job_<id>        slurm:<id>     (v2)
-    kubepods[.slice]/.../pod<uid>, kubepods-[<qos>-]pod<uid_with_underscores>.slice
-                                              kubernetes:<pod uid>  (containers inside belong to it)
-    docker/<64 hex>, docker-<64 hex>.scope    docker:<12 hex>
-    libpod-<64 hex>[.scope]                   podman:<12 hex>  (system, machine or user slices)
-    system.slice/<name>.service               systemd:<name>.service, unless a job is inside it
+A job is found by the shape of its cgroup path, anywhere under the hierarchy root; the shapes are
+listed in collectors.jobpaths.
 
 The walk stops at a job's cgroup and reads that cgroup's own counters, so a scan costs a few reads
 per job however many processes it has. Anything else is not a job: its CPU time stays in the node's
 busy time and is unattributed downstream.
 
 Without job cgroups (Slurm's proctrack/linuxproc), processes whose environment holds
-SLURM_JOB_ID=<id> form slurm:<id> with the sum of their CPU time; that fallback is on by default only
-while no Slurm cgroup hierarchy is seen (`environ_fallback=None`).
+SLURM_JOB_ID=<id> form slurm:<id> with the sum of their CPU time (collectors.procjobs); that fallback
+is on by default only while no Slurm cgroup hierarchy is seen (`environ_fallback=None`).
 
 Memory is v2 memory.current, or v1 memory.usage_in_bytes at the same relative path (page cache
 included in both, so v1 and v2 nodes agree), else the processes' RSS.
@@ -25,12 +17,9 @@ included in both, so v1 and v2 nodes agree), else the processes' RSS.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import pwd
-import re
-import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,97 +27,18 @@ from pathlib import Path
 
 from collectors.base import Clock, CollectorError, Probe, Status
 from collectors.estimate import read_cpu_jiffies
+from collectors.jobpaths import ROOT_CONTEXT, PathContext, PathMatch, classify_dir, classify_path, clean_text
 from collectors.kubernetes import PodDirectory
+from collectors.procjobs import NS_PER_S, EnvironJobs
+from collectors.smallfiles import OpenFiles, default_open_files, read_int, read_small
 from collectors.workloads import JobInfo, JobKey, JobUsage, NodeUsage, UsageScan
 
 MetadataLookup = Callable[[JobKey], JobInfo | None]
 """What the Slurm metadata cache (or any other) offers: a job's details, None when it has none."""
 
-MAX_ID_CHARS = 256
 MAX_DEPTH = 16
 MAX_DIRS_PER_SCAN = 50_000
 MAX_PID_CACHE = 16_384
-NS_PER_S = 1_000_000_000
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_SAFE = re.compile(r"[\x20-\x7e]*")
-_SLURM_ROOT = re.compile(r"slurm(?:_.+)?", re.S)
-_SLURM_UID = re.compile(r"uid_(\d{1,10})")
-_SLURM_JOB = re.compile(r"job_(.+)", re.S)
-_STEPD = re.compile(r"(?:.+_)?slurmstepd\.scope", re.S)
-_POD = re.compile(r"kubepods-(?:burstable-|besteffort-)?pod(.+)\.slice|pod(.+)", re.S)
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_DOCKER_SCOPE = re.compile(r"docker-([0-9a-f]{64})\.scope")
-_LIBPOD = re.compile(r"libpod-([0-9a-f]{64})(?:\.scope)?")
-_USER = re.compile(r"user@(\d{1,10})\.service|user-(\d{1,10})\.slice")
-_KUBEPODS = ("kubepods", "kubepods.slice")
-
-
-def clean_text(text: str, limit: int = MAX_ID_CHARS) -> str:
-    """`text` as valid UTF-8 without control characters, at most `limit` characters."""
-    if len(text) <= limit and _SAFE.fullmatch(text):
-        return text
-    try:
-        raw = text.encode("utf-8", "surrogateescape")  # undo how os.listdir decoded non-UTF-8 bytes
-    except UnicodeEncodeError:
-        raw = text.encode("utf-8", "replace")
-    return _CONTROL.sub("", raw.decode("utf-8", "replace"))[:limit]
-
-
-@dataclass(frozen=True)
-class _Match:
-    """A cgroup path component that names a job, and what the path says about it."""
-
-    key: JobKey
-    uid: int | None = None
-    name: str = ""
-
-
-_Ctx = tuple[str, int | None]
-"""Where a walk is: the kind of parent ("", slurm, slurm_uid, stepd, kube, docker, system, user) and
-the uid a parent named."""
-_ROOT: _Ctx = ("", None)
-
-
-def _step(ctx: _Ctx, name: str) -> tuple[_Ctx, _Match | None]:
-    """Classify cgroup directory `name` inside context `ctx`: the child's context and any job it is."""
-    state, uid = ctx
-    if state == "kube":
-        m = _POD.fullmatch(name)
-        if m:
-            return ctx, _Match(JobKey("kubernetes", clean_text((m[1] or m[2]).replace("_", "-"))))
-        return ctx, None  # QoS slices, and containers never outside a pod's cgroup
-    if state == "slurm":
-        m = _SLURM_UID.fullmatch(name)
-        if m:
-            return ("slurm_uid", int(m[1])), None
-    elif state in ("slurm_uid", "stepd"):
-        m = _SLURM_JOB.fullmatch(name)
-        if m:
-            return ctx, _Match(JobKey("slurm", clean_text(m[1])), uid)
-    elif state == "docker" and _HEX64.fullmatch(name):
-        return ctx, _Match(JobKey("docker", name[:12]), uid, name[:12])
-    elif state == "system" and name.endswith(".service"):
-        unit = clean_text(name)
-        return _ROOT, _Match(JobKey("systemd", unit), None, unit)
-    if name in _KUBEPODS:
-        return ("kube", None), None
-    if _SLURM_ROOT.fullmatch(name):
-        return ("slurm", None), None
-    if _STEPD.fullmatch(name):
-        return ("stepd", None), None
-    if name == "docker":
-        return ("docker", uid), None
-    m = _DOCKER_SCOPE.fullmatch(name) or _LIBPOD.fullmatch(name)
-    if m:
-        scheduler = "docker" if name.startswith("docker") else "podman"
-        return ctx, _Match(JobKey(scheduler, m[1][:12]), uid, m[1][:12])
-    if name == "system.slice":
-        return ("system", uid), None
-    m = _USER.fullmatch(name)
-    if m:
-        return ("user", int(m[1] or m[2])), None
-    return (("user", uid) if uid is not None else _ROOT), None
 
 
 @dataclass
@@ -138,7 +48,7 @@ class _Cgroup:
     path: str
     rel: str
     v2: bool
-    match: _Match
+    match: PathMatch
     checked_at: float = -math.inf
     cpus_allocated: float | None = None
     memory_file: str | None = None
@@ -146,82 +56,6 @@ class _Cgroup:
     uid: int | None = None
     info_inputs: tuple[object, ...] = ()
     info: JobInfo = field(default_factory=JobInfo)
-
-
-@dataclass
-class _Proc:
-    """A process the environ fallback has seen: its start time, its job, its last CPU time and RSS."""
-
-    start: int
-    job: JobKey | None
-    ticks: int = 0
-    rss_pages: int = 0
-    uid: int | None = None
-    rechecked: bool = False
-
-
-def _read(path: str) -> bytes:
-    """The whole of a small file, with as few system calls as possible."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = [os.read(fd, 65536)]
-        while len(chunks[-1]) == 65536:
-            chunks.append(os.read(fd, 65536))
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def _read_int(path: str) -> int:
-    return int(_read(path).split()[0])
-
-
-class _OpenFiles:
-    """Counter files kept open and re-read with pread: re-opening a cgroup file costs five times
-    reading it. At most `limit` are held (past that, a file is opened for each read)."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._fds: dict[str, int] = {}
-
-    def read(self, path: str) -> bytes:
-        fd = self._fds.get(path)
-        if fd is not None:
-            try:
-                data = os.pread(fd, 65536, 0)
-                if len(data) < 65536:
-                    return data
-            except OSError:
-                pass  # ENODEV: the cgroup was removed, and may have been made again under its name
-            self._fds.pop(path)
-            os.close(fd)
-        if len(self._fds) >= self._limit:
-            return _read(path)
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            data = os.pread(fd, 65536, 0)
-        except OSError:
-            os.close(fd)
-            raise
-        if len(data) >= 65536:
-            os.close(fd)
-            return _read(path)
-        self._fds[path] = fd
-        return data
-
-    def keep_only(self, paths: set[str]) -> None:
-        """Close every held file not in `paths`."""
-        for path in [p for p in self._fds if p not in paths]:
-            os.close(self._fds.pop(path))
-
-    def close(self) -> None:
-        self.keep_only(set())
-
-
-def _default_open_files() -> int:
-    """A quarter of the soft limit on open files: the rest stays for the agent's other work."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return 1024 if soft == resource.RLIM_INFINITY else max(0, soft // 4)
 
 
 def _cpuset_size(text: bytes) -> int:
@@ -234,11 +68,6 @@ def _cpuset_size(text: bytes) -> int:
         elif part:
             count += 1
     return count
-
-
-def _stat_fields(data: bytes) -> list[bytes]:
-    """The fields of /proc/<pid>/stat after the command name (field 3, state, is index 0)."""
-    return data[data.rindex(b")") + 2 :].split()
 
 
 class JobDiscovery:
@@ -279,11 +108,12 @@ class JobDiscovery:
         self._nesting_services: set[JobKey] = set()
         self._saw_slurm = False
         self._users: dict[int, str] = {}
-        self._procs: dict[int, _Proc] = {}
-        self._exited_ticks: dict[JobKey, int] = {}
+        self._environ = EnvironJobs(
+            self._procfs, self._cgroup_match, lambda key, uid: self._info(key, uid, "", None)
+        )
         self._pid_keys: dict[int, tuple[int, JobKey | None]] = {}
-        self._files = _OpenFiles(_default_open_files() if max_open_files is None else max_open_files)
-        self._steps: dict[tuple[_Ctx, str], tuple[_Ctx, _Match | None]] = {}
+        self._files = OpenFiles(default_open_files() if max_open_files is None else max_open_files)
+        self._steps: dict[tuple[PathContext, str], tuple[PathContext, PathMatch | None]] = {}
 
     # ---- hierarchies ----
 
@@ -330,13 +160,13 @@ class JobDiscovery:
 
     # ---- the walk ----
 
-    def _step(self, ctx: _Ctx, name: str) -> tuple[_Ctx, _Match | None]:
-        """_step, remembered: the same few hundred names are classified every scan."""
+    def _step(self, ctx: PathContext, name: str) -> tuple[PathContext, PathMatch | None]:
+        """classify_dir, remembered: the same few hundred names are classified every scan."""
         result = self._steps.get((ctx, name))
         if result is None:
             if len(self._steps) > 100_000:
                 self._steps.clear()
-            result = self._steps[(ctx, name)] = _step(ctx, name)
+            result = self._steps[(ctx, name)] = classify_dir(ctx, name)
         return result
 
     def _walk(
@@ -347,7 +177,7 @@ class JobDiscovery:
         Returns the systemd services found to hold jobs, which are therefore not jobs themselves.
         """
         # Each entry: directory, its context, depth, and the candidate systemd service above it.
-        stack: list[tuple[str, _Ctx, int, str | None]] = [(root, _ROOT, 0, None)]
+        stack: list[tuple[str, PathContext, int, str | None]] = [(root, ROOT_CONTEXT, 0, None)]
         visited = 0
         nesting: set[str] = set()
         while stack and visited < MAX_DIRS_PER_SCAN:
@@ -424,19 +254,19 @@ class JobDiscovery:
             cpuset = self._v1_dir("cpuset", cgroup.rel, "cpuset.cpus")
         try:
             if cpuset is not None:
-                size = _cpuset_size(_read(cpuset))
+                size = _cpuset_size(read_small(cpuset))
                 if 0 < size < self._node_cpus():
                     limits.append(float(size))
             cpu_max = f"{cgroup.path}/cpu.max" if cgroup.v2 else None
             if cpu_max is not None and os.path.exists(cpu_max):
-                quota, period = _read(cpu_max).split()[:2]
+                quota, period = read_small(cpu_max).split()[:2]
                 if quota != b"max" and int(period) > 0:
                     limits.append(int(quota) / int(period))
             else:
                 quota_file = self._v1_dir("cpu", cgroup.rel, "cpu.cfs_quota_us")
                 if quota_file is not None:
-                    quota_us = _read_int(quota_file)
-                    period_us = _read_int(quota_file.replace("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+                    quota_us = read_int(quota_file)
+                    period_us = read_int(quota_file.replace("cpu.cfs_quota_us", "cpu.cfs_period_us"))
                     if quota_us > 0 and period_us > 0:
                         limits.append(quota_us / period_us)
         except (OSError, ValueError):
@@ -450,7 +280,7 @@ class JobDiscovery:
         while stack:
             current = stack.pop()
             try:
-                pids.extend(int(p) for p in _read(f"{current}/cgroup.procs").split())
+                pids.extend(int(p) for p in read_small(f"{current}/cgroup.procs").split())
                 if first_only and pids:
                     return pids[:1]
                 with os.scandir(current) as it:
@@ -463,7 +293,7 @@ class JobDiscovery:
         total = 0
         for pid in pids:
             try:
-                total += int(_read(f"{self._procfs}/{pid}/statm").split()[1]) * self._page_bytes
+                total += int(read_small(f"{self._procfs}/{pid}/statm").split()[1]) * self._page_bytes
             except (OSError, ValueError, IndexError):
                 continue
         return total
@@ -503,7 +333,7 @@ class JobDiscovery:
                 self._users[uid] = ""
         return self._users[uid]
 
-    def _info(self, key: JobKey, uid: int | None, name: str, cache: _Cgroup | _Proc | None) -> JobInfo:
+    def _info(self, key: JobKey, uid: int | None, name: str, cache: _Cgroup | None) -> JobInfo:
         """What the path tells, overlaid by the pod directory, overlaid by the metadata hook."""
         pod = self._pods.lookup(key) if self._pods is not None else None
         extra = self._metadata(key) if self._metadata is not None else None
@@ -540,7 +370,7 @@ class JobDiscovery:
         try:
             busy_ticks, _ = read_cpu_jiffies(Path(self._procfs))
             meminfo = {}
-            for line in _read(f"{self._procfs}/meminfo").split(b"\n"):
+            for line in read_small(f"{self._procfs}/meminfo").split(b"\n"):
                 name, _, rest = line.partition(b":")
                 if name in (b"MemTotal", b"MemAvailable", b"MemFree"):
                     meminfo[name] = int(rest.split()[0]) * 1024
@@ -582,95 +412,16 @@ class JobDiscovery:
             if usage is not None:
                 _add(jobs, usage)
         if self._environ_fallback or (self._environ_fallback is None and not self._saw_slurm):
-            for usage in self._environ_jobs():
+            for usage in self._environ.jobs():
                 _add(jobs, usage)
         return UsageScan(jobs, node)
 
-    # ---- processes: the environ fallback and pid -> job ----
+    # ---- pid -> job ----
 
-    def _proc_stat(self, pid: int) -> tuple[int, int, int] | None:
-        """(start time, utime + stime, rss pages) of a process in clock ticks; None when it is gone."""
-        try:
-            fields = _stat_fields(_read(f"{self._procfs}/{pid}/stat"))
-            return int(fields[19]), int(fields[11]) + int(fields[12]), int(fields[21])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def _environ_job(self, pid: int) -> JobKey | None:
-        """slurm:<id> from the process's SLURM_JOB_ID, unless it is in a job cgroup already."""
-        try:
-            environ = b"\0" + _read(f"{self._procfs}/{pid}/environ")
-        except OSError:
-            return None
-        at = environ.find(b"\0SLURM_JOB_ID=")
-        if at < 0:
-            return None
-        end = environ.find(b"\0", at + 1)
-        value = environ[at + 14 : end if end >= 0 else None]
-        job_id = clean_text(value.decode("utf-8", "surrogateescape"))
-        if not job_id or self._cgroup_match(pid) is not None:
-            return None
-        return JobKey("slurm", job_id)
-
-    def _environ_jobs(self) -> list[JobUsage]:
-        """Jobs of processes that carry SLURM_JOB_ID but are in no job cgroup."""
-        try:
-            names = os.listdir(self._procfs)
-        except OSError:
-            return []
-        live: dict[int, _Proc] = {}
-        for name in names:
-            if not (name.isascii() and name.isdigit()):
-                continue
-            pid = int(name)
-            proc = self._procs.get(pid)
-            if proc is None or (proc.job is None and not proc.rechecked):
-                # A new pid's environment is read on the first two scans that see it (the first may
-                # catch it between fork and exec, with its parent's environment), then never again.
-                proc = _Proc(-1, self._environ_job(pid), rechecked=proc is not None)
-            if proc.job is not None:
-                stat = self._proc_stat(pid)
-                if stat is None:
-                    continue
-                if proc.start == -1:
-                    proc.start = stat[0]
-                elif stat[0] != proc.start:  # the pid was reused since the last scan
-                    self._exited_ticks[proc.job] = self._exited_ticks.get(proc.job, 0) + proc.ticks
-                    proc = _Proc(stat[0], self._environ_job(pid))
-                proc.ticks, proc.rss_pages = stat[1], stat[2]
-                if proc.uid is None:
-                    with contextlib.suppress(OSError):
-                        proc.uid = os.stat(f"{self._procfs}/{pid}").st_uid
-            live[pid] = proc
-        for pid, proc in self._procs.items():
-            if pid not in live and proc.job is not None:
-                # Keep a job's CPU time cumulative when one of its processes exits.
-                self._exited_ticks[proc.job] = self._exited_ticks.get(proc.job, 0) + proc.ticks
-        self._procs = live
-        by_job: dict[JobKey, list[tuple[int, _Proc]]] = {}
-        for pid, proc in live.items():
-            if proc.job is not None:
-                by_job.setdefault(proc.job, []).append((pid, proc))
-        self._exited_ticks = {k: v for k, v in self._exited_ticks.items() if k in by_job}
-        usages = []
-        for key, members in by_job.items():
-            ticks = self._exited_ticks.get(key, 0) + sum(p.ticks for _, p in members)
-            uid = next((p.uid for _, p in members if p.uid is not None), None)
-            usages.append(
-                JobUsage(
-                    key,
-                    self._info(key, uid, "", None),
-                    cpu_ns=ticks * NS_PER_S // self._ticks_per_s,
-                    memory_bytes=sum(p.rss_pages for _, p in members) * self._page_bytes,
-                    pids=frozenset(pid for pid, _ in members),
-                )
-            )
-        return usages
-
-    def _cgroup_match(self, pid: int) -> _Match | None:
+    def _cgroup_match(self, pid: int) -> PathMatch | None:
         """The job whose cgroup holds the process, from <procfs>/<pid>/cgroup (v1 cpuacct, then v2)."""
         try:
-            data = _read(f"{self._procfs}/{pid}/cgroup")
+            data = read_small(f"{self._procfs}/{pid}/cgroup")
         except OSError:
             return None
         v1_path = v2_path = None
@@ -684,32 +435,14 @@ class JobDiscovery:
                 v2_path = parts[2]
         for raw in (v1_path, v2_path):
             if raw:
-                match = self._classify(raw.decode("utf-8", "surrogateescape"))
+                match = classify_path(raw.decode("utf-8", "surrogateescape"), self._nesting_services)
                 if match is not None:
                     return match
         return None
 
-    def _classify(self, path: str) -> _Match | None:
-        """The job a cgroup path belongs to, with the walk's rules: the job nearest the root wins,
-        except a systemd service that has jobs inside it."""
-        ctx, service = _ROOT, None
-        for name in path.split("/"):
-            if not name:
-                continue
-            ctx, match = _step(ctx, name)
-            if match is None:
-                continue
-            if match.key.scheduler != "systemd":
-                return match
-            if service is None:
-                service = match
-        if service is not None and service.key not in self._nesting_services:
-            return service
-        return None
-
     def job_for_pid(self, pid: int) -> JobKey | None:
         """The job a process belongs to (its cgroup, else its SLURM_JOB_ID); None for none or gone."""
-        stat = self._proc_stat(pid)
+        stat = self._environ.proc_stat(pid)
         if stat is None:
             return None
         cached = self._pid_keys.get(pid)
@@ -718,7 +451,7 @@ class JobDiscovery:
         match = self._cgroup_match(pid)
         key = match.key if match is not None else None
         if key is None and self._environ_fallback is not False:
-            key = self._environ_job(pid)
+            key = self._environ.environ_job(pid)
         if len(self._pid_keys) >= MAX_PID_CACHE:
             self._pid_keys.clear()
         self._pid_keys[pid] = (stat[0], key)

@@ -7,83 +7,32 @@ CollectorError only when the library itself fails (driver unloaded, NVML/driver 
 a successful probe; every device failing still returns a Reading, so the collector stays up.
 
 `gpu_usage()` lists the processes on each GPU for attribution, with the same per device, per call
-failure handling; it never raises, and leaves bringing a lost GPU back to `read()`.
+failure handling; it never raises, and leaves bringing a lost GPU back to `read()`. That part
+lives in `collectors.nvml_usage`; NVML's error translation in `collectors.nvml_errors`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
 from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status
-from collectors.workloads import GpuProcess, GpuUsage
+from collectors.nvml_errors import LIBRARY_REASONS, NEVER_READABLE, NvmlError, text, translate
+from collectors.nvml_usage import NvmlUsage, _MigDevice
+from collectors.workloads import GpuUsage
 
 log = logging.getLogger(__name__)
 
 COUNTER = "counter"
 POWER = "power"
 
-# NVML return codes (nvml.h; stable across driver releases) and the reason labels we report.
-_REASONS: Mapping[int, str] = {
-    1: "uninitialized",
-    3: "not_supported",
-    4: "no_permission",
-    6: "not_found",
-    7: "insufficient_size",
-    9: "driver_not_loaded",
-    12: "library_not_found",
-    13: "function_not_found",
-    15: "gpu_lost",
-    18: "lib_rm_version_mismatch",
-}
-_OTHER = "nvml_error"
-_LIBRARY_REASONS = frozenset(
-    {"uninitialized", "driver_not_loaded", "library_not_found", "lib_rm_version_mismatch"}
-)
-"""Reasons that mean the library, not one device, is broken: the whole read fails."""
-_NEVER_READABLE = frozenset({"not_supported", "function_not_found"})
-"""Reasons a GPU found at probe will not outgrow: it is not retried."""
-_MIG_ENABLED = 1
-"""NVML_DEVICE_MIG_ENABLE, as nvmlDeviceGetMigMode reports the current mode."""
-_PROCESS_LISTS = ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses")
-
 NOT_FOUND_REASON = "libnvidia-ml.so.1 not found (no NVIDIA driver on this host)"
 NOT_FOUND_FIX = (
     "install the NVIDIA driver, or add the directory holding libnvidia-ml.so.1 to LD_LIBRARY_PATH;"
     " on a node without NVIDIA GPUs, disable the nvml collector"
 )
-
-
-class NvmlError(Exception):
-    """An NVML call failed; `reason` is a snake_case label for metrics, `code` the NVML return code."""
-
-    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.code = code
-
-
-def _translate(e: Exception) -> NvmlError:
-    """The one place a pynvml NVMLError becomes our NvmlError."""
-    code = getattr(e, "value", None)
-    reason = _REASONS.get(code, _OTHER) if isinstance(code, int) else _OTHER
-    return NvmlError(reason, str(e), code if isinstance(code, int) else None)
-
-
-def _text(value: object) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-@dataclass(frozen=True)
-class _MigDevice:
-    """One MIG device of a GPU: its UUID (the instance's name in GpuUsage) and multiprocessors."""
-
-    uuid: str
-    handle: Any
-    sms: int
 
 
 @dataclass
@@ -134,8 +83,7 @@ class NvmlCollector:
         self._initialised = False
         self._gpus: list[_Gpu] = []
         self._driver_version: str | None = None
-        self._process_version = "_v3"
-        """Suffix of the running-process functions: _v3, else _v2 for drivers before the _v3 symbols."""
+        self._usage = NvmlUsage(self._call, clock, reprobe_seconds)
         self.usage_errors: tuple[str, ...] = ()
         """A reason per failed call of the last gpu_usage(), like Reading.errors: the agent counts them."""
 
@@ -157,7 +105,7 @@ class NvmlCollector:
         try:
             return call(*args)
         except self._nvml.NVMLError as e:
-            raise _translate(e) from e
+            raise translate(e) from e
 
     # ---- probe -------------------------------------------------------------------------------
 
@@ -189,7 +137,7 @@ class NvmlCollector:
         return probe
 
     def _probe_gpus(self) -> Probe:
-        self._driver_version = _text(self._call("nvmlSystemGetDriverVersion"))
+        self._driver_version = text(self._call("nvmlSystemGetDriverVersion"))
         count = int(self._call("nvmlDeviceGetCount"))
         notes = [f"NVIDIA driver {self._driver_version}"]
         skipped: list[str] = []
@@ -199,10 +147,10 @@ class NvmlCollector:
             try:
                 gpu = self._open(index)
             except NvmlError as e:
-                if e.reason in _LIBRARY_REASONS:
+                if e.reason in LIBRARY_REASONS:
                     raise
                 skipped.append(e.reason)
-                if e.reason in _NEVER_READABLE:
+                if e.reason in NEVER_READABLE:
                     notes.append(f"gpu{index}: skipped: {e}")
                     continue
                 notes.append(f"gpu{index}: not readable now: {e}; retried every {self._reprobe_seconds:g}s")
@@ -238,8 +186,8 @@ class NvmlCollector:
     def _open(self, index: int) -> _Gpu:
         """Open GPU `index` and choose its method; raises NvmlError when it can be read neither way."""
         handle = self._call("nvmlDeviceGetHandleByIndex", index)
-        uuid = _text(self._call("nvmlDeviceGetUUID", handle))
-        name = _text(self._call("nvmlDeviceGetName", handle))
+        uuid = text(self._call("nvmlDeviceGetUUID", handle))
+        name = text(self._call("nvmlDeviceGetName", handle))
         return _Gpu(index=index, uuid=uuid, name=name, method=self._method(handle, None), handle=handle)
 
     def _method(self, handle: Any, current: str | None) -> str:
@@ -254,7 +202,7 @@ class NvmlCollector:
                 self._call("nvmlDeviceGetTotalEnergyConsumption", handle)
                 return COUNTER
             except NvmlError as e:
-                if e.reason == "gpu_lost" or e.reason in _LIBRARY_REASONS:
+                if e.reason == "gpu_lost" or e.reason in LIBRARY_REASONS:
                     raise
                 energy_error = e
         try:
@@ -284,7 +232,7 @@ class NvmlCollector:
                     self._reopen(gpu)
                 counters.append(self._read_gpu(gpu, now, errors))
             except NvmlError as e:
-                if e.reason in _LIBRARY_REASONS:
+                if e.reason in LIBRARY_REASONS:
                     raise CollectorError(e.reason, f"nvml: {e}") from e
                 self._mark_down(gpu, e, now)
                 errors.append(e.reason)
@@ -326,9 +274,9 @@ class NvmlCollector:
     def _reopen(self, gpu: _Gpu) -> None:
         """Get a fresh handle for a down GPU, check it is the same one, and re-check its method."""
         handle = self._call("nvmlDeviceGetHandleByIndex", gpu.index)
-        uuid = _text(self._call("nvmlDeviceGetUUID", handle))
+        uuid = text(self._call("nvmlDeviceGetUUID", handle))
         if not gpu.uuid:  # down since probe: this is its first answer
-            gpu.uuid, gpu.name = uuid, _text(self._call("nvmlDeviceGetName", handle))
+            gpu.uuid, gpu.name = uuid, text(self._call("nvmlDeviceGetName", handle))
         elif uuid != gpu.uuid:
             raise NvmlError("gpu_changed", f"index {gpu.index} is now {uuid}, was {gpu.uuid}")
         method = self._method(handle, gpu.method)
@@ -347,143 +295,8 @@ class NvmlCollector:
         call leaves its reason in `usage_errors`. Skipped without a reason: GPUs that read() found
         down (read() reports them) and GPUs that cannot list processes at all (reported once).
         """
-        errors: list[str] = []
-        usages: list[GpuUsage] = []
-        for gpu in self._gpus if self._initialised else ():
-            if gpu.handle is None or _PROCESS_LISTS[0] in gpu.unsupported:
-                continue
-            try:
-                usages.append(self._gpu_usage(gpu, errors))
-            except NvmlError as e:
-                errors.append(e.reason)
-                if e.reason in _LIBRARY_REASONS:
-                    break  # every other GPU would fail the same way
-        self.usage_errors = tuple(errors)
-        return tuple(usages)
-
-    def _gpu_usage(self, gpu: _Gpu, errors: list[str]) -> GpuUsage:
-        migs = self._mig_devices(gpu)
-        if not migs:
-            sm_util = self._sm_util(gpu, errors)
-            return GpuUsage(gpu.device, processes=self._processes(gpu, gpu.handle, sm_util, errors))
-        # NVML has no per-process utilisation under MIG; an instance's share is its part of the SMs.
-        # The parent's SM count is not available (nvmlDeviceGetAttributes answers for MIG devices
-        # only), so shares are of the SMs of all instances: that is the whole GPU when it is fully
-        # partitioned, and otherwise splits the GPU among the instances that exist.
-        total = sum(mig.sms for mig in migs)
-        try:
-            instances = {
-                mig.uuid: (
-                    mig.sms / total if total else 1 / len(migs),
-                    self._processes(gpu, mig.handle, None, errors),
-                )
-                for mig in migs
-            }
-        except NvmlError:
-            gpu.mig = None  # an instance may be gone: look the layout up again next time
-            raise
-        return GpuUsage(gpu.device, instances=instances)
-
-    def _processes(
-        self, gpu: _Gpu, handle: Any, sm_util: Mapping[int, float] | None, errors: list[str]
-    ) -> tuple[GpuProcess, ...]:
-        """Compute and graphics processes on `handle` (a GPU or a MIG device), one per pid, by pid."""
-        memory: dict[int, int | None] = {}
-        for function in _PROCESS_LISTS:
-            if function in gpu.unsupported:
-                continue
-            try:
-                infos = self._process_list(function, handle)
-            except NvmlError as e:
-                if e.reason not in _NEVER_READABLE:
-                    raise
-                gpu.unsupported.add(function)
-                if function == _PROCESS_LISTS[0]:
-                    raise
-                errors.append(e.reason)  # no graphics list: the compute list is enough
-                continue
-            for info in infos:
-                used = None if info.usedGpuMemory is None else int(info.usedGpuMemory)
-                known = memory.get(info.pid)
-                # A process in both lists shows its whole memory in each.
-                memory[info.pid] = used if known is None else max(known, used or 0)
-        return tuple(
-            GpuProcess(
-                pid,
-                sm_util=None if sm_util is None else sm_util.get(pid, 0.0),
-                memory_bytes=memory[pid],
-            )
-            for pid in sorted(memory)
-        )
-
-    def _process_list(self, function: str, handle: Any) -> list[Any]:
-        try:
-            infos: list[Any] = self._call(function + self._process_version, handle)
-            return infos
-        except NvmlError as e:
-            if e.reason != "function_not_found" or self._process_version == "_v2":
-                raise
-        self._process_version = "_v2"  # a driver before the _v3 symbols (R510)
-        infos = self._call(function + self._process_version, handle)
-        return infos
-
-    def _sm_util(self, gpu: _Gpu, errors: list[str]) -> dict[int, float] | None:
-        """Mean SM utilisation in percent per pid over the samples since the last call; None if unknown.
-
-        NVML returns a sample only for processes that used the SMs, so a listed process without one
-        was idle (0.0); NOT_FOUND (no sample at all since then) leaves every process unknown.
-        """
-        function = "nvmlDeviceGetProcessUtilization"
-        if function in gpu.unsupported:
-            return None
-        try:
-            samples = self._call(function, gpu.handle, gpu.util_seen_us)
-        except NvmlError as e:
-            if e.reason == "gpu_lost" or e.reason in _LIBRARY_REASONS:
-                raise
-            if e.reason in _NEVER_READABLE:
-                gpu.unsupported.add(function)
-            if e.reason != "not_found":
-                errors.append(e.reason)
-            return None
-        totals: dict[int, tuple[float, int]] = {}
-        for sample in samples:
-            total, count = totals.get(sample.pid, (0.0, 0))
-            totals[sample.pid] = (total + sample.smUtil, count + 1)
-            gpu.util_seen_us = max(gpu.util_seen_us, int(sample.timeStamp))
-        return {pid: total / count for pid, (total, count) in totals.items()}
-
-    def _mig_devices(self, gpu: _Gpu) -> tuple[_MigDevice, ...]:
-        """The GPU's MIG devices, () when MIG is off or unsupported; looked up every reprobe_seconds."""
-        now = self._clock()
-        if gpu.mig is not None and now < gpu.mig_until:
-            return gpu.mig
-        try:
-            gpu.mig = self._find_mig_devices(gpu.handle) if "mig" not in gpu.unsupported else ()
-        except NvmlError as e:
-            if e.reason not in _NEVER_READABLE:
-                raise
-            gpu.unsupported.add("mig")  # not a MIG GPU, or a driver without MIG: a whole GPU
-            gpu.mig = ()
-        gpu.mig_until = now + self._reprobe_seconds
-        return gpu.mig
-
-    def _find_mig_devices(self, handle: Any) -> tuple[_MigDevice, ...]:
-        current, _pending = self._call("nvmlDeviceGetMigMode", handle)
-        if current != _MIG_ENABLED:
-            return ()
-        found: list[_MigDevice] = []
-        for index in range(int(self._call("nvmlDeviceGetMaxMigDeviceCount", handle))):
-            try:
-                mig = self._call("nvmlDeviceGetMigDeviceHandleByIndex", handle, index)
-            except NvmlError as e:
-                if e.reason == "not_found":  # no MIG device at this index
-                    continue
-                raise
-            uuid = _text(self._call("nvmlDeviceGetUUID", mig))
-            sms = int(self._call("nvmlDeviceGetAttributes", mig).multiprocessorCount)
-            found.append(_MigDevice(uuid, mig, sms))
-        return tuple(found)
+        usages, self.usage_errors = self._usage.gpu_usage(self._gpus if self._initialised else ())
+        return usages
 
     def close(self) -> None:
         """Shut NVML down if probe initialised it."""

@@ -12,7 +12,8 @@ import pytest
 
 from agent import jobs_view
 from agent.cli import main
-from agent.ledger import JobSummary, Ledger
+from agent.ledger import Ledger
+from agent.ledger_read import JobSummary
 from collectors.workloads import JobInfo, JobKey
 from tests.privileges import unprivileged
 from tests.processes import run_greenai

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import ledger as ledger_mod
-from agent.ledger import Ledger, LedgerError, hour_of, open_readonly
+from agent import ledger_schema
+from agent.ledger import Ledger, hour_of
+from agent.ledger_read import open_readonly
+from agent.ledger_schema import LedgerError
 from collectors.workloads import JobInfo, JobKey
 from tests.fakes.clock import FakeClock
 from tests.processes import REPO, wait_for
@@ -334,8 +336,8 @@ def test_failures_are_counted_by_reason(path: Path) -> None:
     with pytest.raises(sqlite3.Error) as e:
         conn.execute("INSERT INTO node_energy VALUES ('n', 0, 'cpu', 'rapl', 1.0)")
     conn.close()
-    assert ledger_mod.error_reason(e.value) == "read_only"
-    assert ledger_mod.error_reason(OSError(5, "Input/output error")) == "io_error"
+    assert ledger_schema.error_reason(e.value) == "read_only"
+    assert ledger_schema.error_reason(OSError(5, "Input/output error")) == "io_error"
 
 
 def test_non_finite_figures_are_ignored_and_counted(ledger: Ledger) -> None:
@@ -385,7 +387,7 @@ def test_close_stops_the_writer_thread_after_a_last_flush(path: Path) -> None:
 def test_an_older_schema_is_upgraded_in_place(path: Path) -> None:
     path.parent.mkdir(parents=True)
     conn = sqlite3.connect(path, isolation_level=None)
-    for statement in ledger_mod.MIGRATIONS[0]:
+    for statement in ledger_schema.MIGRATIONS[0]:
         conn.execute(statement)
     conn.execute("PRAGMA user_version = 1")
     conn.execute(
@@ -399,7 +401,7 @@ def test_an_older_schema_is_upgraded_in_place(path: Path) -> None:
     led = Ledger(path, "node1", background=False)
     tick(led, T0 + 1)
     led.close()
-    assert rows(path, "PRAGMA user_version") == [(ledger_mod.SCHEMA_VERSION,)]
+    assert rows(path, "PRAGMA user_version") == [(ledger_schema.SCHEMA_VERSION,)]
     assert ("jobs_by_user",) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
     s = open_readonly(path).job("4242")
     assert s.by_component()["cpu"] == 7.0 and s.info.name == "train"

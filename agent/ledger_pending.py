@@ -1,0 +1,88 @@
+"""The sums the writer holds in memory until a flush commits them, keyed like the ledger's tables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from collectors.workloads import JobInfo, JobKey
+
+
+@dataclass
+class JobState:
+    """A job's metadata as last reported; `ended` is None (unchanged), False (running) or True."""
+
+    info: JobInfo
+    start: float
+    last_seen: float
+    ended: bool | None = None
+    end: float | None = None
+
+    def absorb(self, newer: JobState) -> None:
+        """Take a later report's news, keeping the earliest start and the latest sighting."""
+        self.info = merge_info(self.info, newer.info)
+        self.start = min(self.start, newer.start)
+        self.last_seen = max(self.last_seen, newer.last_seen)
+        if newer.ended is not None:
+            self.ended, self.end = newer.ended, newer.end
+
+
+def merge_info(old: JobInfo, new: JobInfo) -> JobInfo:
+    return JobInfo(
+        user=new.user or old.user,
+        uid=new.uid if new.uid is not None else old.uid,
+        name=new.name or old.name,
+        account=new.account or old.account,
+        partition=new.partition or old.partition,
+    )
+
+
+EnergyKey = tuple[JobKey, int, str, str]
+NodeKey = tuple[int, str, str]
+
+
+@dataclass
+class Pending:
+    """Sums not yet committed: joules per (job, hour, component, source), usage, node side, metadata."""
+
+    jobs: dict[JobKey, JobState] = field(default_factory=dict)
+    energy: dict[EnergyKey, float] = field(default_factory=dict)
+    usage: dict[tuple[JobKey, int], tuple[float, float]] = field(default_factory=dict)
+    """(job, hour) -> (cpu_seconds, gpu_seconds)."""
+    node: dict[NodeKey, float] = field(default_factory=dict)
+    unattributed: dict[NodeKey, float] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return len(self.energy) + len(self.usage) + len(self.node) + len(self.unattributed)
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs) or self.rows > 0
+
+    def absorb(self, newer: Pending) -> None:
+        """Add a later batch to this one."""
+        for key, state in newer.jobs.items():
+            if key in self.jobs:
+                self.jobs[key].absorb(state)
+            else:
+                self.jobs[key] = replace(state)
+        for target, source in (
+            (self.energy, newer.energy),
+            (self.node, newer.node),
+            (self.unattributed, newer.unattributed),
+        ):
+            add_all(target, source)
+        for ukey, (cpu, gpu) in newer.usage.items():
+            old_cpu, old_gpu = self.usage.get(ukey, (0.0, 0.0))
+            self.usage[ukey] = (old_cpu + cpu, old_gpu + gpu)
+
+    def copy(self) -> Pending:
+        out = Pending()
+        out.absorb(self)
+        return out
+
+
+def add_all(target: dict[Any, float], source: Mapping[Any, float]) -> None:
+    for key, value in source.items():
+        target[key] = target.get(key, 0.0) + value

@@ -1,0 +1,100 @@
+"""The ledger file's format and failures: schema migrations, the hour unit, the errors it raises.
+
+Shared by the writer (`agent.ledger`) and the read side (`agent.ledger_read`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+HOUR_SECONDS = 3600
+
+# Each migration is the list of statements that takes the schema from version i to i + 1.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            scheduler TEXT NOT NULL, job_id TEXT NOT NULL, node TEXT NOT NULL,
+            user TEXT NOT NULL DEFAULT '', uid INTEGER, name TEXT NOT NULL DEFAULT '',
+            account TEXT NOT NULL DEFAULT '', "partition" TEXT NOT NULL DEFAULT '',
+            start REAL NOT NULL, "end" REAL, last_seen REAL NOT NULL,
+            UNIQUE (scheduler, job_id, node))""",
+        """CREATE TABLE energy (
+            job INTEGER NOT NULL REFERENCES jobs (id), hour INTEGER NOT NULL,
+            component TEXT NOT NULL, source TEXT NOT NULL, joules REAL NOT NULL,
+            PRIMARY KEY (job, hour, component, source)) WITHOUT ROWID""",
+        """CREATE TABLE usage (
+            job INTEGER NOT NULL REFERENCES jobs (id), hour INTEGER NOT NULL,
+            cpu_seconds REAL NOT NULL DEFAULT 0, gpu_seconds REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (job, hour)) WITHOUT ROWID""",
+        """CREATE TABLE node_energy (
+            node TEXT NOT NULL, hour INTEGER NOT NULL, component TEXT NOT NULL, source TEXT NOT NULL,
+            joules REAL NOT NULL, PRIMARY KEY (node, hour, component, source)) WITHOUT ROWID""",
+        """CREATE TABLE unattributed (
+            node TEXT NOT NULL, hour INTEGER NOT NULL, component TEXT NOT NULL, source TEXT NOT NULL,
+            joules REAL NOT NULL, PRIMARY KEY (node, hour, component, source)) WITHOUT ROWID""",
+    ),
+    # v2: indexes for the CLI's filters (--running, --since, --user).
+    (
+        'CREATE INDEX jobs_by_end ON jobs ("end")',
+        "CREATE INDEX jobs_by_user ON jobs (user)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or read; the message is one line for the user."""
+
+
+class LedgerMissing(LedgerError):
+    """There is no ledger file yet."""
+
+
+class JobNotFound(LedgerError):
+    """No job in the ledger matches the id."""
+
+
+class AmbiguousJob(LedgerError):
+    """Several jobs match a bare id; the message lists them."""
+
+
+def schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise LedgerError(
+            f"{path} is an SQLite database but not a greenai ledger; point ledger.path elsewhere"
+        )
+    return version
+
+
+READERS_HINT = "the ledger is for the agent's user only: run this as that user or root"
+
+
+def open_problem(path: Path, e: sqlite3.Error) -> str:
+    reason = error_reason(e)
+    if reason == "corrupt":
+        return f"{path} is not a readable SQLite ledger ({e}); move it aside or point ledger.path elsewhere"
+    if reason in ("read_only", "cannot_open"):
+        return f"cannot open ledger {path}: {e}; {READERS_HINT}"
+    return f"cannot read ledger {path}: {e}"
+
+
+def error_reason(e: BaseException) -> str:
+    """A short label for why a database operation failed, for errors_total{reason=...}."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e).lower()
+    if name.startswith("SQLITE_FULL") or "disk is full" in text or "database or disk is full" in text:
+        return "disk_full"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return "locked"
+    if name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        return "read_only"
+    if name.startswith("SQLITE_IOERR") or "disk i/o error" in text or isinstance(e, OSError):
+        return "io_error"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "not a database" in text:
+        return "corrupt"
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return "cannot_open"
+    return "other"
