@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -63,6 +64,12 @@ class AgentProcess:
 
     def __init__(self, args: list[str], env: Mapping[str, str] | None = None) -> None:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if "--config" not in args:  # never the system's ledger: tests run as root
+            self._scratch = tempfile.TemporaryDirectory(prefix="greenai-agent-")
+            config = Path(self._scratch.name) / "agent.yaml"
+            config.write_text(f"ledger: {{path: {Path(self._scratch.name) / 'ledger.db'}}}\n")
+            args = ["--config", str(config), *args]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "agent", "--listen", "127.0.0.1:0", *args],
             cwd=REPO,
@@ -144,6 +151,8 @@ class AgentProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
 
 class PrometheusServer:

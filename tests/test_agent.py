@@ -71,12 +71,14 @@ def test_metrics_pass_promtool_and_use_no_reserved_labels() -> None:
         assert name in greenai
 
 
-def test_listen_address_in_use_is_a_one_line_error() -> None:
+def test_listen_address_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"ledger: {{path: {tmp_path / 'ledger.db'}}}\n")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = run_greenai("agent", "--listen", f"127.0.0.1:{port}", *HOST_ROOTS)
+        out = run_greenai("agent", "--config", str(cfg), "--listen", f"127.0.0.1:{port}", *HOST_ROOTS)
     assert out.returncode == 2
     errors = [line for line in out.stderr.splitlines() if line.startswith("greenai:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0] and "--listen" in errors[0]
