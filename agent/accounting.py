@@ -42,6 +42,11 @@ class Discovery(Protocol):
 class GpuUsageSource(Protocol):
     def gpu_usage(self) -> tuple[GpuUsage, ...]: ...
 
+    @property
+    def usage_errors(self) -> tuple[str, ...]:
+        """Why reads failed in the last gpu_usage() call, one reason per failure."""
+        ...
+
 
 class LedgerSink(Protocol):
     def job_seen(self, key: JobKey, info: JobInfo, t: float) -> None: ...
@@ -187,6 +192,9 @@ class Accountant:
             log.exception("reading GPU processes failed")
             self._errors["gpu_processes"] = self._errors.get("gpu_processes", 0) + 1
             return {}
+        for reason in self._gpus.usage_errors:
+            stage = f"gpu_processes_{reason}"
+            self._errors[stage] = self._errors.get(stage, 0) + 1
         return {
             gpu.device: GpuInterval(
                 parties=self._parties(gpu.processes),
