@@ -25,6 +25,7 @@ from agent.attribution import (
     attribute,
 )
 from agent.sampler import Snapshot
+from agent.work import WorkClassifier
 from collectors.base import Device, counter_delta
 from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, UsageScan
 
@@ -111,9 +112,11 @@ class Accountant:
         grace_seconds: float = 300.0,
         max_job_series: int = 1000,
         previously_running: Mapping[JobKey, float] | None = None,
+        work: WorkClassifier | None = None,
     ) -> None:
         """`previously_running`: jobs the ledger says were running when the agent last stopped, with
-        when they were last seen; those the first scan does not find ended while the agent was down."""
+        when they were last seen; those the first scan does not find ended while the agent was down.
+        `work` adds each job's project, phase and model to its metadata."""
         self._discovery = discovery
         self._wall_clock = wall_clock
         self._gpus = gpus
@@ -133,6 +136,7 @@ class Accountant:
         self._unexported: dict[str, float] = {}
         self._errors: dict[str, int] = {}
         self._stale = dict(previously_running or {})
+        self._work = work
         self.snapshot = JobsSnapshot()
 
     def account(self, sample: Snapshot) -> JobsSnapshot:
@@ -234,15 +238,18 @@ class Accountant:
                 if key not in scan.jobs:  # ended while the agent was down: last seen is all we know
                     self._ledger.job_ended(key, last_seen)
         self._stale = {}
+        if self._work is not None:
+            self._work.forget(scan.jobs)
         for key, usage in scan.jobs.items():
+            info = usage.info if self._work is None else self._work.enrich(key, usage.info)
             job = self._jobs.get(key)
             if job is None:
-                job = self._new_job(key, usage.info)
-            elif job.ended is None and job.info == usage.info and job.noted:
+                job = self._new_job(key, info)
+            elif job.ended is None and job.info == info and job.noted:
                 continue  # the ledger hears of it through record() each interval
-            job.info, job.ended, job.noted = usage.info, None, True
+            job.info, job.ended, job.noted = info, None, True
             if self._ledger is not None:
-                self._ledger.job_seen(key, usage.info, now)
+                self._ledger.job_seen(key, info, now)
         for key, job in self._jobs.items():
             if key not in scan.jobs and job.ended is None:
                 job.ended = now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import sys
 import threading
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, config, daemon, doctor, jobs_view
+from agent.ledger import annotate_file
+from agent.ledger_schema import AmbiguousJob, LedgerError
+from agent.work import parse_count
 
 EXIT_BAD_INPUT = 2
 
@@ -52,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     job = sub.add_parser("job", parents=[ledger], help="one job's energy", epilog=codes)
     job.add_argument("id", metavar="ID", help="job id (4242), or scheduler:id (slurm:4242) where ids repeat")
     job.add_argument("--node", help="the node name, where the ledger has the job under several")
+    note = sub.add_parser(
+        "annotate",
+        parents=[ledger],
+        help="add useful work (tokens, samples) to a job, for kWh per million tokens or per sample",
+        epilog=codes,
+    )
+    note.add_argument("id", metavar="JOB", help="job id (4242), or scheduler:id (slurm:4242)")
+    note.add_argument("--tokens", metavar="N", help="tokens the job processed, added to its count")
+    note.add_argument("--samples", metavar="N", help="samples the job processed, added to its count")
+    note.add_argument("--node", help="the node name, where the ledger has the job under several")
     return parser
 
 
@@ -83,6 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor.run(cfg, sys.stdout, as_json_output=args.json)
     if args.command in ("jobs", "job"):
         return _ledger_view(args, (args.ledger or cfg.ledger.path).absolute())
+    if args.command == "annotate":
+        return _annotate(args, (args.ledger or cfg.ledger.path).absolute())
     return _agent(cfg)
 
 
@@ -96,6 +112,31 @@ def _ledger_view(args: argparse.Namespace, path: Path) -> int:
             path, args.since, args.user, args.running, args.json, sys.stdout, sys.stderr
         )
     return jobs_view.run_job(path, args.id, args.node, args.json, sys.stdout, sys.stderr)
+
+
+def _annotate(args: argparse.Namespace, path: Path) -> int:
+    try:
+        if args.tokens is None and args.samples is None:
+            raise ValueError("give --tokens N, --samples N or both")
+        tokens = None if args.tokens is None else parse_count(args.tokens, "--tokens", text=True)
+        samples = None if args.samples is None else parse_count(args.samples, "--samples", text=True)
+    except ValueError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        summary = annotate_file(path, args.id, args.node, tokens, samples)
+    except AmbiguousJob as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except LedgerError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2))
+    else:
+        counts = {"tokens": summary.tokens, "samples": summary.samples}
+        print(f"{summary.key}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v is not None))
+    return 0
 
 
 def _agent(cfg: config.Config) -> int:

@@ -16,6 +16,9 @@ from typing import Any
 
 import yaml
 
+from agent.config_carbon import CarbonConfig, carbon_section
+from agent.work import WorkRule, parse_rules
+
 DEFAULT_PORT = 9877
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 ENABLED_CHOICES = ("auto", "true", "false")
@@ -106,6 +109,18 @@ class KubernetesConfig:
 
 
 @dataclass(frozen=True)
+class WorkConfig:
+    rules: tuple[WorkRule, ...] = ()
+    """Ordered; the first rule that matches a job gives its project, phase and model (agent.work)."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    allow_annotate: bool = False
+    """Accept POST /api/v1/jobs/<id>/annotate when listening on an address other than loopback."""
+
+
+@dataclass(frozen=True)
 class CollectorsConfig:
     rapl: RaplConfig = field(default_factory=RaplConfig)
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
@@ -125,6 +140,9 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    work: WorkConfig = field(default_factory=WorkConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    carbon: CarbonConfig = field(default_factory=CarbonConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -203,6 +221,12 @@ def _integer(low: int, high: int) -> Check:
     return check
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _labels(value: Any) -> tuple[str, ...]:
     allowed = ("user", "account", "name", "partition")
     if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
@@ -276,6 +300,9 @@ SCHEMA: dict[str, Any] = {
         "ca_file": _optional(_path),
         "refresh_seconds": _number(1, 86400),
     },
+    "work": {"rules": parse_rules},
+    "api": {"allow_annotate": _flag},
+    "carbon": carbon_section,
 }
 
 
@@ -297,7 +324,8 @@ def _validate(raw: Mapping[Any, Any], schema: Mapping[str, Any], prefix: str, or
         try:
             out[key] = rule(value)
         except ValueError as e:
-            raise ConfigError(f"{origin}: key {dotted!r} {e}") from None
+            where = getattr(e, "where", "")  # the nested key or list entry at fault (RuleError, At)
+            raise ConfigError(f"{origin}: key {dotted + where!r} {e}") from None
     return out
 
 
@@ -310,6 +338,8 @@ def _build(values: Mapping[str, Any]) -> Config:
         "jobs": JobsConfig,
         "slurm": SlurmConfig,
         "kubernetes": KubernetesConfig,
+        "work": WorkConfig,
+        "api": ApiConfig,
     }
     kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in (*sections, "collectors")}
     kwargs.update({name: cls(**values.get(name, {})) for name, cls in sections.items()})

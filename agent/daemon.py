@@ -81,7 +81,7 @@ def _serve(
     families = JobFamilies(config.jobs.labels, jobs.ledger)
     registry = make_registry(lambda: published[0], config.node_name, statuses, families)
     try:
-        server = MetricsServer(host, port, registry, jobs.api)
+        server = MetricsServer(host, port, registry, jobs.api, config.api.allow_annotate)
     except OSError as e:
         raise StartupError(
             f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`",

@@ -7,6 +7,7 @@ label is named `job` or `instance`: Prometheus owns those.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import socket
@@ -24,6 +25,7 @@ from agent import __version__
 from agent.accounting import JobsSnapshot
 from agent.job_metrics import JobFamilies
 from agent.sampler import Snapshot
+from agent.work import parse_count
 from collectors.base import Status
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,22 @@ class JobsApi(Protocol):
 
     def get_job(self, job_id: str) -> dict[str, Any]: ...
 
+    def annotate(self, job_id: str, tokens: int | None, samples: int | None) -> dict[str, Any]: ...
+
+
+MAX_POST_BYTES = 4096
+ANNOTATE = "/annotate"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host only takes connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: MetricsServer
@@ -193,6 +211,54 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, "text/plain; charset=utf-8", b"ok\n")
         else:
             self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def do_POST(self) -> None:
+        """POST /api/v1/jobs/<id>/annotate {"tokens": N} or {"samples": N}: add useful work to a job.
+
+        Anyone who can connect may annotate any job, so this is served only where the agent listens on
+        loopback (local users only) or `api.allow_annotate` says so. A JSON content type is required:
+        a browser cannot send one cross-site without a CORS preflight, which this server never grants.
+        """
+        path = urllib.parse.urlsplit(self.path).path
+        api = self.server.jobs_api
+        if not (path.startswith("/api/v1/jobs/") and path.endswith(ANNOTATE)) or api is None:
+            self._json(404, {"error": f"no such resource: {path}"})
+            return
+        if not self.server.allow_annotate:
+            self._json(403, {"error": "annotating is off: the agent listens beyond loopback; "
+                                      "set api.allow_annotate: true to allow it"})  # fmt: skip
+            return
+        job_id = urllib.parse.unquote(path[len("/api/v1/jobs/") : -len(ANNOTATE)])
+        try:
+            tokens, samples = self._annotation()
+            self._json(200, api.annotate(job_id, tokens, samples))
+        except LookupError as e:
+            self._json(404, {"error": str(e.args[0] if e.args else e)})
+        except ValueError as e:
+            self._json(400, {"error": str(e)})
+        except Exception:  # the API must never take the agent down
+            log.exception("POST %s", path)
+            self._json(500, {"error": "internal error; see the agent's log"})
+
+    def _annotation(self) -> tuple[int | None, int | None]:
+        """(tokens, samples) from the request's JSON body; ValueError (HTTP 400) when it is not right."""
+        if self.headers.get_content_type() != "application/json":
+            raise ValueError("send the body as Content-Type: application/json")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise ValueError("a Content-Length header is required") from None
+        if not 0 < length <= MAX_POST_BYTES:
+            raise ValueError(f"the body must be 1 to {MAX_POST_BYTES} bytes")
+        try:
+            body = json.loads(self.rfile.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"the body is not JSON: {e}") from None
+        if not isinstance(body, dict) or not body or set(body) - {"tokens", "samples"}:
+            raise ValueError('the body must be {"tokens": N} and/or {"samples": N}')
+        tokens = parse_count(body["tokens"], "tokens") if "tokens" in body else None
+        samples = parse_count(body["samples"], "samples") if "samples" in body else None
+        return tokens, samples
 
     def _jobs_api(self, path: str, query: dict[str, str]) -> None:
         api = self.server.jobs_api
@@ -234,11 +300,18 @@ class MetricsServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, host: str, port: int, registry: CollectorRegistry, jobs_api: JobsApi | None = None
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        jobs_api: JobsApi | None = None,
+        allow_annotate: bool = False,
     ) -> None:
+        """`allow_annotate`: serve POST .../annotate beyond loopback too (api.allow_annotate)."""
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.registry = registry
         self.jobs_api = jobs_api
+        self.allow_annotate = allow_annotate or is_loopback(host)
         super().__init__((host, port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 

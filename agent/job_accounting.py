@@ -16,6 +16,7 @@ from agent.config import Config
 from agent.ledger import Ledger
 from agent.ledger_schema import JobNotFound, LedgerError
 from agent.sources import Source
+from agent.work import WorkClassifier
 from collectors.base import Clock
 from collectors.cgroups import JobDiscovery
 from collectors.kubernetes import PodDirectory
@@ -39,6 +40,14 @@ class LedgerApi:
             running=None if running is None else running.lower() in ("1", "true", "yes"),
         )
         return [s.as_dict() for s in summaries]
+
+    def annotate(self, job_id: str, tokens: int | None, samples: int | None) -> dict[str, Any]:
+        try:
+            return self._ledger.annotate(job_id, tokens, samples).as_dict()
+        except JobNotFound as e:
+            raise LookupError(str(e)) from None
+        except LedgerError as e:
+            raise ValueError(str(e)) from None
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         try:
@@ -107,6 +116,7 @@ class JobAccounting:
             previously_running={
                 s.key: s.last_seen for s in ledger.live_jobs(running=True) if s.node == ledger.node
             },
+            work=WorkClassifier(config.work.rules, str(config.host.procfs), discovery.job_pids),
         )
         return cls(discovery, ledger, accountant, slurm, pods)
 

@@ -194,6 +194,15 @@ def detail(s: JobSummary) -> str:
         ("gpu-hours", f"{s.gpu_seconds / 3600:.3f}"),
         ("cpu-hours", f"{s.cpu_seconds / 3600:.3f}"),
     ]
+    work = (("project", s.info.project), ("phase", s.info.phase), ("model", s.info.model))
+    fields += [(k, v) for k, v in work if v]
+    for name, count, unit, label in (
+        ("tokens", s.tokens, 1e6, "million"),
+        ("samples", s.samples, 1, "sample"),
+    ):
+        if count is not None:
+            per = s.kwh_per(count, unit)
+            fields.append((name, f"{count}" + (f" ({per:.6g} kWh per {label})" if per is not None else "")))
     return "".join(f"{k:<11}{escape(v)}\n" for k, v in fields)
 
 

@@ -28,13 +28,15 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.ledger_pending import JobState, Pending
+from agent.ledger_pending import JobState, Pending, add_counts
 from agent.ledger_read import Filter, JobSummary, find_job, query_jobs
 from agent.ledger_schema import (
     HOUR_SECONDS,
     MIGRATIONS,
+    READERS_HINT,
     SCHEMA_VERSION,
     LedgerError,
+    LedgerMissing,
     error_reason,
     open_problem,
     schema_version,
@@ -61,8 +63,10 @@ def storable(text: str) -> str:
 
 
 _UPSERT_JOB = """
-INSERT INTO jobs (scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen)
-VALUES (:scheduler, :job_id, :node, :user, :uid, :name, :account, :partition, :start, :end, :last_seen)
+INSERT INTO jobs (scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen,
+                  project, phase, model)
+VALUES (:scheduler, :job_id, :node, :user, :uid, :name, :account, :partition, :start, :end, :last_seen,
+        :project, :phase, :model)
 ON CONFLICT (scheduler, job_id, node) DO UPDATE SET
     user = CASE WHEN excluded.user != '' THEN excluded.user ELSE user END,
     uid = COALESCE(excluded.uid, uid),
@@ -71,7 +75,10 @@ ON CONFLICT (scheduler, job_id, node) DO UPDATE SET
     "partition" = CASE WHEN excluded."partition" != '' THEN excluded."partition" ELSE "partition" END,
     start = MIN(start, excluded.start),
     "end" = CASE :ended WHEN 1 THEN excluded."end" WHEN 0 THEN NULL ELSE "end" END,
-    last_seen = MAX(last_seen, excluded.last_seen)
+    last_seen = MAX(last_seen, excluded.last_seen),
+    project = CASE WHEN excluded.project != '' THEN excluded.project ELSE project END,
+    phase = CASE WHEN excluded.phase != '' THEN excluded.phase ELSE phase END,
+    model = CASE WHEN excluded.model != '' THEN excluded.model ELSE model END
 RETURNING id
 """
 _UPSERT_ENERGY = """
@@ -82,6 +89,12 @@ _UPSERT_USAGE = """
 INSERT INTO usage (job, hour, cpu_seconds, gpu_seconds) VALUES (?, ?, ?, ?)
 ON CONFLICT (job, hour) DO UPDATE SET
     cpu_seconds = cpu_seconds + excluded.cpu_seconds, gpu_seconds = gpu_seconds + excluded.gpu_seconds
+"""
+_ADD_USEFUL = """
+UPDATE jobs SET
+    tokens = CASE WHEN ?1 IS NULL THEN tokens ELSE COALESCE(tokens, 0) + ?1 END,
+    samples = CASE WHEN ?2 IS NULL THEN samples ELSE COALESCE(samples, 0) + ?2 END
+WHERE scheduler = ?3 AND job_id = ?4 AND node = ?5
 """
 _UPSERT_NODE = """
 INSERT INTO {table} (node, hour, component, source, joules) VALUES (?, ?, ?, ?, ?)
@@ -233,6 +246,10 @@ class Ledger:
                     _UPSERT_NODE.format(table=table),
                     [(self.node, h, c, s, j) for (h, c, s), j in sums.items()],
                 )
+            conn.executemany(
+                _ADD_USEFUL,
+                [(t, n, k.scheduler, k.job_id, self.node) for k, (t, n) in batch.useful.items()],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -256,6 +273,9 @@ class Ledger:
                 "end": state.end,
                 "last_seen": state.last_seen,
                 "ended": None if state.ended is None else int(state.ended),
+                "project": storable(state.info.project),
+                "phase": storable(state.info.phase),
+                "model": storable(state.info.model),
             },
         ).fetchone()
         return int(row[0])
@@ -303,6 +323,17 @@ class Ledger:
     def live_job(self, key_or_id: str) -> JobSummary:
         return find_job(self.live_jobs(), key_or_id)
 
+    def annotate(self, key_or_id: str, tokens: int | None, samples: int | None) -> JobSummary:
+        """Queue useful work (tokens, samples; None: not given) for a job of this node; the figures after."""
+        job = find_job(self.live_jobs(), key_or_id, self.node)
+        with self._lock:
+            useful = self._pending.useful
+            old_tokens, old_samples = useful.get(job.key, (None, None))
+            useful[job.key] = (add_counts(old_tokens, tokens), add_counts(old_samples, samples))
+            if job.key not in self._pending.jobs:  # so that a failed flush keeps it, like any row
+                self._pending.jobs[job.key] = JobState(JobInfo(), job.start, job.last_seen)
+        return find_job(self.live_jobs(), str(job.key), self.node)
+
     def close(self, timeout_s: float = 5.0) -> None:
         """Flush once more and stop the thread, waiting at most about `timeout_s`."""
         self._stop.set()
@@ -319,6 +350,34 @@ class Ledger:
             )
         with self._flush_lock:
             self._conn.close()
+
+
+def annotate_file(
+    path: Path, key_or_id: str, node: str | None, tokens: int | None, samples: int | None,
+    busy_timeout_s: float = 5.0,
+) -> JobSummary:  # fmt: skip
+    """Add useful work to a job straight in the ledger file, the job's figures after; raises LedgerError.
+
+    Works whether the agent runs or not: the write is one short transaction that waits up to
+    `busy_timeout_s` for the agent's flush, and the agent never writes these columns but to add to them.
+    """
+    if not path.exists():
+        raise LedgerMissing(f"no ledger at {path}; pass --ledger PATH or the agent's --config")
+    conn = _open_for_writing(path, busy_timeout_s)  # also upgrades an older schema
+    try:
+        job = find_job(query_jobs(conn, Filter()), key_or_id, node)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_ADD_USEFUL, (tokens, samples, job.scheduler, job.job_id, job.node))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return find_job(query_jobs(conn, Filter()), f"{job.scheduler}:{job.job_id}", job.node)
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot annotate in ledger {path}: {e}; {READERS_HINT}") from None
+    finally:
+        conn.close()
 
 
 def _open_for_writing(path: Path, busy_timeout_s: float) -> sqlite3.Connection:

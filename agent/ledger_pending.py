@@ -35,6 +35,9 @@ def merge_info(old: JobInfo, new: JobInfo) -> JobInfo:
         name=new.name or old.name,
         account=new.account or old.account,
         partition=new.partition or old.partition,
+        project=new.project or old.project,
+        phase=new.phase or old.phase,
+        model=new.model or old.model,
     )
 
 
@@ -52,10 +55,12 @@ class Pending:
     """(job, hour) -> (cpu_seconds, gpu_seconds)."""
     node: dict[NodeKey, float] = field(default_factory=dict)
     unattributed: dict[NodeKey, float] = field(default_factory=dict)
+    useful: dict[JobKey, tuple[int | None, int | None]] = field(default_factory=dict)
+    """job -> (tokens, samples) annotated since the last flush; None where that count was not given."""
 
     @property
     def rows(self) -> int:
-        return len(self.energy) + len(self.usage) + len(self.node) + len(self.unattributed)
+        return len(self.energy) + len(self.usage) + len(self.node) + len(self.unattributed) + len(self.useful)
 
     def __bool__(self) -> bool:
         return bool(self.jobs) or self.rows > 0
@@ -76,6 +81,9 @@ class Pending:
         for ukey, (cpu, gpu) in newer.usage.items():
             old_cpu, old_gpu = self.usage.get(ukey, (0.0, 0.0))
             self.usage[ukey] = (old_cpu + cpu, old_gpu + gpu)
+        for key, (tokens, samples) in newer.useful.items():
+            old_tokens, old_samples = self.useful.get(key, (None, None))
+            self.useful[key] = (add_counts(old_tokens, tokens), add_counts(old_samples, samples))
 
     def copy(self) -> Pending:
         out = Pending()
@@ -86,3 +94,10 @@ class Pending:
 def add_all(target: dict[Any, float], source: Mapping[Any, float]) -> None:
     for key, value in source.items():
         target[key] = target.get(key, 0.0) + value
+
+
+def add_counts(a: int | None, b: int | None) -> int | None:
+    """The sum of two counts where None means "never given" (and stays None only if both are)."""
+    if a is None:
+        return b
+    return a if b is None else a + b

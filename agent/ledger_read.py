@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.ledger_pending import Pending, add_all, merge_info
+from agent.ledger_pending import Pending, add_all, add_counts, merge_info
 from agent.ledger_schema import (
     HOUR_SECONDS,
     READERS_HINT,
@@ -60,6 +60,9 @@ class JobSummary:
     energy_j: Mapping[tuple[str, str], float]
     cpu_seconds: float = 0.0
     gpu_seconds: float = 0.0
+    tokens: int | None = None
+    samples: int | None = None
+    """Useful work reported for the job (`greenai annotate`); None when none was."""
 
     @property
     def key(self) -> JobKey:
@@ -122,7 +125,20 @@ class JobSummary:
             "cpu_hours": self.cpu_seconds / HOUR_SECONDS,
             "sources": self.by_source(),
             "estimated_share": self.estimated_share,
+            "project": self.info.project or None,
+            "phase": self.info.phase or None,
+            "model": self.info.model or None,
+            "tokens": self.tokens,
+            "samples": self.samples,
+            "kwh_per_million_tokens": self.kwh_per(self.tokens, 1e6),
+            "kwh_per_sample": self.kwh_per(self.samples, 1),
         }
+
+    def kwh_per(self, count: int | None, unit: float) -> float | None:
+        """kWh per `unit` of `count` (tokens, samples); None when the count is unknown or zero."""
+        if not count:
+            return None
+        return self.total_j / JOULES_PER_KWH / (count / unit)
 
 
 @dataclass(frozen=True)
@@ -154,7 +170,10 @@ class Filter:
         return " AND ".join(clauses), params
 
 
-_JOB_COLUMNS = 'id, scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen'
+_JOB_COLUMNS = (
+    'id, scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen, '
+    "project, phase, model, tokens, samples"
+)
 
 
 def query_jobs(
@@ -184,11 +203,12 @@ def query_jobs(
     seconds = {job: (cpu, gpu) for job, cpu, gpu in usage}
     out: dict[tuple[str, str, str], JobSummary] = {}
     for row in rows:
-        (rid, scheduler, job_id, node, user, uid, name, account, partition, start, end, last_seen) = row
+        (rid, scheduler, job_id, node, user, uid, name, account, partition, start, end, last_seen) = row[:12]
+        project, phase, model, tokens, samples = row[12:]
         cpu, gpu = seconds.get(rid, (0.0, 0.0))
         out[(scheduler, job_id, node)] = JobSummary(
-            scheduler, job_id, node, JobInfo(user, uid, name, account, partition),
-            start, end, last_seen, joules.get(rid, {}), cpu, gpu,
+            scheduler, job_id, node, JobInfo(user, uid, name, account, partition, project, phase, model),
+            start, end, last_seen, joules.get(rid, {}), cpu, gpu, tokens, samples,
         )  # fmt: skip
     if pending:
         _add_pending(out, pending, pending_node)
@@ -216,6 +236,7 @@ def _add_pending(out: dict[tuple[str, str, str], JobSummary], pending: Pending, 
         merged_energy = dict(old.energy_j)
         add_all(merged_energy, energy.get(key, {}))
         cpu, gpu = usage.get(key, (0.0, 0.0))
+        tokens, samples = pending.useful.get(key, (None, None))
         out[ident] = replace(
             old,
             info=merge_info(old.info, state.info),
@@ -225,6 +246,8 @@ def _add_pending(out: dict[tuple[str, str, str], JobSummary], pending: Pending, 
             energy_j=merged_energy,
             cpu_seconds=old.cpu_seconds + cpu,
             gpu_seconds=old.gpu_seconds + gpu,
+            tokens=add_counts(old.tokens, tokens),
+            samples=add_counts(old.samples, samples),
         )
 
 

@@ -1,6 +1,17 @@
 """The ledger file's format and failures: schema migrations, the hour unit, the errors it raises.
 
 Shared by the writer (`agent.ledger`) and the read side (`agent.ledger_read`).
+
+Version 3 adds to `jobs`:
+- `project`, `phase`, `model`: what the work was ('' when unknown; agent.work).
+- `tokens`, `samples`: useful work reported with `greenai annotate` or the HTTP API; NULL until
+  some is reported, so that "unknown" and "zero" differ.
+- For runs imported from other tools rather than measured here: `origin` ('agent' for the agent's
+  own jobs; for an import, the importer's identity of the run, naming its source, so that importing
+  the same file again finds the runs it stored and changes nothing), `location` (where the energy
+  was used, e.g. an ISO 3166 alpha-3 code or a cloud region; '' means the site's configured one),
+  `pue` and `intensity_g_per_kwh` (the run's own figures, overriding the site's; NULL: none given).
+  An import books its IT energy in `energy` and its GPU-hours in `usage`, as measured jobs are.
 """
 
 from __future__ import annotations
@@ -39,6 +50,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
         'CREATE INDEX jobs_by_end ON jobs ("end")',
         "CREATE INDEX jobs_by_user ON jobs (user)",
+    ),
+    # v3: what the work was, useful work, and what imported runs need (see the module docstring).
+    (
+        "ALTER TABLE jobs ADD COLUMN project TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN tokens INTEGER",
+        "ALTER TABLE jobs ADD COLUMN samples INTEGER",
+        "ALTER TABLE jobs ADD COLUMN origin TEXT NOT NULL DEFAULT 'agent'",
+        "ALTER TABLE jobs ADD COLUMN location TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE jobs ADD COLUMN pue REAL",
+        "ALTER TABLE jobs ADD COLUMN intensity_g_per_kwh REAL",
+        "CREATE INDEX jobs_by_origin ON jobs (origin)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -440,6 +440,16 @@ class JobDiscovery:
                     return match
         return None
 
+    def job_pids(self, key: JobKey, limit: int) -> list[int]:
+        """Up to `limit` processes of a job the last scan found; reads its cgroups' process lists."""
+        pids: list[int] = []
+        for cgroup in list(self._known.values()):
+            if cgroup.match.key == key and len(pids) < limit:
+                pids.extend(self._cgroup_pids(cgroup.path)[: limit - len(pids)])
+        if len(pids) < limit:
+            pids.extend(self._environ.pids_of(key)[: limit - len(pids)])
+        return pids
+
     def job_for_pid(self, pid: int) -> JobKey | None:
         """The job a process belongs to (its cgroup, else its SLURM_JOB_ID); None for none or gone."""
         stat = self._environ.proc_stat(pid)

@@ -81,6 +81,10 @@ class EnvironJobs:
             return None
         return JobKey("slurm", job_id)
 
+    def pids_of(self, key: JobKey) -> list[int]:
+        """The processes of the last scan that carry the job's SLURM_JOB_ID."""
+        return [pid for pid, proc in self._procs.items() if proc.job == key]
+
     def jobs(self) -> list[JobUsage]:
         """Jobs of processes that carry SLURM_JOB_ID but are in no job cgroup."""
         try:

@@ -38,6 +38,10 @@ class JobInfo:
     account: str = ""
     """Slurm account, or Kubernetes namespace."""
     partition: str = ""
+    project: str = ""
+    phase: str = ""
+    model: str = ""
+    """What the work was (agent.work): from the job's own declaration or the config's rules."""
 
 
 @dataclass(frozen=True)
