@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.attribution import (
     Attribution,
@@ -28,6 +28,9 @@ from agent.sampler import Snapshot
 from agent.work import WorkClassifier
 from collectors.base import Device, counter_delta
 from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, UsageScan
+
+if TYPE_CHECKING:
+    from agent.carbon_live import CarbonTotals
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,8 @@ class JobsSnapshot:
     """Energy of jobs not (or no longer) on /metrics: past the grace period or over max_job_series."""
     running: int = 0
     errors: Mapping[str, int] = field(default_factory=dict)
+    co2: CarbonTotals | None = None
+    """CO2e totals that go with these joules (agent.carbon_live); None where no carbon model runs."""
 
 
 @dataclass

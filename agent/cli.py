@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, config, daemon, doctor, jobs_view
+from agent import __version__, cards, config, daemon, doctor, import_cli, jobs_view
+from agent.carbon import CarbonModel
 from agent.ledger import annotate_file
 from agent.ledger_schema import AmbiguousJob, LedgerError
 from agent.work import parse_count
@@ -66,6 +67,40 @@ def _parser() -> argparse.ArgumentParser:
     note.add_argument("--tokens", metavar="N", help="tokens the job processed, added to its count")
     note.add_argument("--samples", metavar="N", help="samples the job processed, added to its count")
     note.add_argument("--node", help="the node name, where the ledger has the job under several")
+    imports = sub.add_parser(
+        "import", help="store past runs or other tools' runs in the ledger (docs/import.md)"
+    ).add_subparsers(dest="format", required=True, metavar="FORMAT")
+    for name, what in (("csv", "a CSV of runs in our columns"), ("codecarbon", "CodeCarbon's emissions.csv")):
+        form = imports.add_parser(name, parents=[ledger], help=f"import {what}", epilog=codes)
+        form.add_argument("file", metavar="FILE", type=Path)
+        form.add_argument(
+            "--timezone",
+            metavar="TZ",
+            help="time zone of dates without an offset (default UTC), e.g. Europe/Paris",
+        )
+    card = sub.add_parser(
+        "card", help="an Energy Card (Hugging Face co2_eq_emissions, energy impact statement)", epilog=codes
+    )
+    which = card.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="all the jobs of model NAME, summed")
+    which.add_argument("--job", metavar="ID", help="one job: 4242, or scheduler:id")
+    card.add_argument("--format", choices=["md", "json"], default="md", help="Markdown (default) or JSON")
+    card.add_argument("--config", type=Path, help="YAML config file: its carbon section and ledger.path")
+    card.add_argument(
+        "--ledger", type=Path, nargs="+", action="extend", metavar="PATH", help="ledger files, merged"
+    )
+    rep = sub.add_parser(
+        "report", help="the annual AI Energy Impact Report (HTML, Markdown, JSON)", epilog=codes
+    )
+    rep.add_argument("--year", type=int, required=True, metavar="YYYY", help="the calendar year (UTC)")
+    rep.add_argument("--config", type=Path, help="YAML config file: its carbon section and ledger.path")
+    rep.add_argument(
+        "--ledger", type=Path, nargs="+", action="extend", metavar="PATH", help="ledger files (one per node)"
+    )
+    rep.add_argument("--format", default="html,md,json", metavar="LIST", help="html,md,json (default: all)")
+    rep.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
+    rep.add_argument("--baseline-year", type=int, metavar="YYYY", help="the year targets are measured from")
+    rep.add_argument("--anonymize-users", action="store_true", help="users as stable pseudonyms (user-1 ...)")
     return parser
 
 
@@ -93,16 +128,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as e:
         print(f"greenai: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.command == "report":
+        return _report(args, cfg)
     if args.command == "doctor":
         return doctor.run(cfg, sys.stdout, as_json_output=args.json)
     if args.command in ("jobs", "job"):
-        return _ledger_view(args, (args.ledger or cfg.ledger.path).absolute())
+        return _ledger_view(args, (args.ledger or cfg.ledger.path).absolute(), cfg)
+    if args.command == "card":
+        return _card(args, cfg)
     if args.command == "annotate":
         return _annotate(args, (args.ledger or cfg.ledger.path).absolute())
+    if args.command == "import":
+        return import_cli.run(
+            args.format, args.file, args.timezone, (args.ledger or cfg.ledger.path).absolute(), args.json
+        )
     return _agent(cfg)
 
 
-def _ledger_view(args: argparse.Namespace, path: Path) -> int:
+def _ledger_view(args: argparse.Namespace, path: Path, cfg: config.Config) -> int:
     # Whatever the locale, a job's name must not end the command with UnicodeEncodeError.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
@@ -111,7 +154,24 @@ def _ledger_view(args: argparse.Namespace, path: Path) -> int:
         return jobs_view.run_jobs(
             path, args.since, args.user, args.running, args.json, sys.stdout, sys.stderr
         )
-    return jobs_view.run_job(path, args.id, args.node, args.json, sys.stdout, sys.stderr)
+    try:
+        # Flagged fallbacks (no carbon config) show in the job's intensity_source, not as a warning.
+        carbon = CarbonModel.from_config(cfg.carbon, warn=lambda _: None)
+    except config.ConfigError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return jobs_view.run_job(path, args.id, args.node, args.json, sys.stdout, sys.stderr, carbon)
+
+
+def _card(args: argparse.Namespace, cfg: config.Config) -> int:
+    try:
+        carbon = CarbonModel.from_config(cfg.carbon, warn=lambda w: print(f"greenai: {w}", file=sys.stderr))
+    except config.ConfigError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    subject = cards.Subject("model", args.model) if args.model is not None else cards.Subject("job", args.job)
+    paths = args.ledger or [cfg.ledger.path]
+    return cards.run(paths, subject, args.format, carbon, sys.stdout, sys.stderr)
 
 
 def _annotate(args: argparse.Namespace, path: Path) -> int:
@@ -153,6 +213,18 @@ def _agent(cfg: config.Config) -> int:
         print(f"greenai: {e}", file=sys.stderr)
         return e.exit_code
     return 0
+
+
+def _report(args: argparse.Namespace, cfg: config.Config) -> int:
+    from agent import report  # matplotlib is imported only for this command
+
+    try:
+        formats = report.parse_formats(args.format)
+    except ValueError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    ledgers = [p.absolute() for p in (args.ledger or [cfg.ledger.path])]
+    return report.run(cfg, args.year, ledgers, args.out, formats, args.baseline_year, args.anonymize_users)
 
 
 if __name__ == "__main__":

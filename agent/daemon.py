@@ -9,7 +9,9 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
-from agent.config import Config
+from agent.carbon import CarbonModel
+from agent.carbon_live import LiveCarbon
+from agent.config import Config, ConfigError
 from agent.exporter import MetricsServer, Published, make_registry
 from agent.job_accounting import JobAccounting
 from agent.job_metrics import JobFamilies
@@ -31,6 +33,10 @@ class StartupError(Exception):
 
 def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) -> None:
     """Run until `stop` is set. Raises StartupError when the agent cannot start."""
+    try:
+        carbon = CarbonModel.from_config(config.carbon)
+    except ConfigError as e:
+        raise StartupError(f"carbon: {e}", exit_code=2) from None
     sources = probe_sources(config, clock)
     for s in sources:
         log.info("collector %s: %s: %s", s.name, s.probe.status.value, s.probe.reason)
@@ -46,12 +52,12 @@ def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) ->
 
     sampler = Sampler(active, clock, devices=devices(sources))
     try:
-        jobs = JobAccounting.open(config, sources, clock)
+        jobs = JobAccounting.open(config, sources, clock, carbon)
     except LedgerError as e:
         sampler.close()
         raise StartupError(f"ledger.path: {e}", exit_code=2) from None
     try:
-        _serve(config, sources, sampler, jobs, stop, clock)
+        _serve(config, sources, sampler, jobs, LiveCarbon(carbon, config.node_name, time.time), stop, clock)
     finally:
         jobs.close()
         sampler.close()
@@ -63,12 +69,13 @@ def _serve(
     sources: list[Source],
     sampler: Sampler,
     jobs: JobAccounting,
+    carbon: LiveCarbon,
     stop: threading.Event,
     clock: Clock,
 ) -> None:
     def sample() -> Published:
         snap = sampler.tick()
-        return snap, jobs.accountant.account(snap)
+        return snap, carbon.update(snap, jobs.accountant.account(snap))
 
     published = [sample()]  # the first read of every counter is its baseline
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.accounting import Accountant
+from agent.carbon import CarbonModel
 from agent.config import Config
+from agent.job_carbon import job_carbon
 from agent.ledger import Ledger
 from agent.ledger_schema import JobNotFound, LedgerError
 from agent.sources import Source
@@ -28,8 +30,9 @@ from collectors.workloads import JobInfo, JobKey
 class LedgerApi:
     """/api/v1/jobs over the running agent's ledger, unwritten rows included."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, carbon: CarbonModel | None = None) -> None:
         self._ledger = ledger
+        self._carbon = carbon
 
     def list_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]:
         since = query.get("since")
@@ -51,7 +54,11 @@ class LedgerApi:
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         try:
-            return self._ledger.live_job(job_id).as_dict()
+            job = self._ledger.live_job(job_id)
+            if self._carbon is None:
+                return job.as_dict()
+            priced = job_carbon(job, self._ledger.live_job_hours(job), self._carbon)
+            return {**job.as_dict(), **priced.as_dict()}
         except JobNotFound as e:
             raise LookupError(str(e)) from None
         except LedgerError as e:
@@ -65,14 +72,20 @@ class JobAccounting:
     accountant: Accountant
     slurm: SlurmMetadata | None
     pods: PodDirectory | None
+    carbon: CarbonModel | None = None
+    """Prices /api/v1/jobs/<id> in CO2e; built once at start-up from `carbon:`."""
 
     @property
     def api(self) -> LedgerApi:
-        return LedgerApi(self.ledger)
+        return LedgerApi(self.ledger, self.carbon)
 
     @classmethod
-    def open(cls, config: Config, sources: list[Source], clock: Clock) -> JobAccounting:
-        """Build everything; raises LedgerError when the ledger cannot be opened."""
+    def open(
+        cls, config: Config, sources: list[Source], clock: Clock, carbon: CarbonModel | None = None
+    ) -> JobAccounting:
+        """Build everything; raises LedgerError when the ledger cannot be opened.
+
+        `carbon` prices /api/v1/jobs/<id> in CO2e (the daemon builds it once, at start-up)."""
         ledger = Ledger(config.ledger.path, config.node_name, flush_seconds=config.ledger.flush_seconds)
         slurm = (
             SlurmMetadata(config.slurm.scontrol, config.slurm.refresh_seconds, clock)
@@ -118,7 +131,7 @@ class JobAccounting:
             },
             work=WorkClassifier(config.work.rules, str(config.host.procfs), discovery.job_pids),
         )
-        return cls(discovery, ledger, accountant, slurm, pods)
+        return cls(discovery, ledger, accountant, slurm, pods, carbon)
 
     def close(self) -> None:
         """Stop the helper threads and write what the ledger still holds."""

@@ -15,6 +15,7 @@ from typing import Protocol
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from agent.accounting import JOB_COMPONENTS, JobsSnapshot
+from agent.carbon_live import co2_families
 
 MAX_LABEL_CHARS = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -80,6 +81,8 @@ class JobFamilies:
         for stage, count in sorted(jobs.errors.items()):
             errors.add_metric([stage], count)
         yield errors
+        if jobs.co2 is not None:
+            yield from co2_families(jobs.co2, label_value)
         if self._ledger is not None:
             yield from _ledger_families(self._ledger)
 

@@ -16,6 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TextIO
 
+from agent.carbon import CarbonModel
+from agent.job_carbon import JobCarbon, job_carbon
 from agent.ledger_read import JOULES_PER_KWH, JobSummary, iso, open_readonly
 from agent.ledger_schema import AmbiguousJob, JobNotFound, LedgerError
 
@@ -237,12 +239,22 @@ def run_jobs(
     return EXIT_OK
 
 
-def run_job(path: Path, key_or_id: str, node: str | None, as_json: bool, out: TextIO, err: TextIO) -> int:
-    """`greenai job ID`: the exit code, having written the job or one line to `err`."""
+def run_job(
+    path: Path,
+    key_or_id: str,
+    node: str | None,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    carbon: CarbonModel | None = None,
+) -> int:
+    """`greenai job ID`: the exit code, having written the job (with its CO2e when `carbon` is given)
+    or one line to `err`."""
     try:
         reader = open_readonly(path)
         try:
             summary = reader.job(key_or_id, node)
+            priced = job_carbon(summary, reader.job_hours(summary), carbon) if carbon is not None else None
         finally:
             reader.close()
     except AmbiguousJob as e:
@@ -251,5 +263,20 @@ def run_job(path: Path, key_or_id: str, node: str | None, as_json: bool, out: Te
     except (JobNotFound, LedgerError) as e:
         err.write(f"greenai: {escape(str(e))}\n")
         return EXIT_NOTHING
-    out.write(json.dumps(summary.as_dict(), indent=2) + "\n" if as_json else detail(summary))
+    if as_json:
+        out.write(json.dumps({**summary.as_dict(), **(priced.as_dict() if priced else {})}, indent=2) + "\n")
+    else:
+        out.write(detail(summary) + (carbon_detail(priced) if priced else ""))
     return EXIT_OK
+
+
+def carbon_detail(c: JobCarbon) -> str:
+    """`greenai job ID`'s CO2e lines."""
+    e = c.emissions
+    fields = [
+        ("co2e", f"{e.location_g:.6g} g location-based, {e.market_g:.6g} g market-based"),
+        ("facility", f"{e.facility_kwh:.6f} kWh (PUE {e.pue:.2f}), CFE {e.cfe_pct:.1f}%"),
+        ("intensity", f"{e.intensity_g_per_kwh:.6g} g/kWh from {c.intensity_source}"),
+        ("sci", f"{c.sci_g_per_run:.6g} g per run (embodied {c.embodied_g:.6g} g)"),
+    ]
+    return "".join(f"{k:<11}{escape(v)}\n" for k, v in fields)

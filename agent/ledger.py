@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent.ledger_pending import JobState, Pending, add_counts
-from agent.ledger_read import Filter, JobSummary, find_job, query_jobs
+from agent.ledger_read import Filter, JobHours, JobSummary, find_job, query_job_hours, query_jobs
 from agent.ledger_schema import (
     HOUR_SECONDS,
     MIGRATIONS,
@@ -322,6 +322,13 @@ class Ledger:
 
     def live_job(self, key_or_id: str) -> JobSummary:
         return find_job(self.live_jobs(), key_or_id)
+
+    def live_job_hours(self, job: JobSummary) -> JobHours:
+        """`job`'s joules per hour, the sums not yet written added (for CO2e priced hour by hour)."""
+        with self._flush_lock:
+            with self._lock:
+                pending = self._pending.copy()
+            return query_job_hours(self._conn, job, pending, self.node)
 
     def annotate(self, key_or_id: str, tokens: int | None, samples: int | None) -> JobSummary:
         """Queue useful work (tokens, samples; None: not given) for a job of this node; the figures after."""

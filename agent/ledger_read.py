@@ -9,9 +9,10 @@ snapshot and never block the writer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +30,7 @@ from agent.ledger_schema import (
     open_problem,
     schema_version,
 )
-from collectors.workloads import SCHEDULERS, JobInfo, JobKey
+from collectors.workloads import JobInfo, JobKey
 
 T = TypeVar("T")
 
@@ -256,9 +257,8 @@ def find_job(summaries: Iterable[JobSummary], key_or_id: str, node: str | None =
     scheduler, sep, rest = key_or_id.partition(":")
     candidates = [s for s in summaries if node is None or s.node == node]
     scheduler = SCHEDULER_ALIASES.get(scheduler, scheduler)
-    if sep and scheduler in SCHEDULERS:
-        matches = [s for s in candidates if s.scheduler == scheduler and s.job_id == rest]
-    else:
+    matches = [s for s in candidates if sep and s.scheduler == scheduler and s.job_id == rest]
+    if not matches:  # a bare id, or an id that itself holds a colon
         matches = [s for s in candidates if s.job_id == key_or_id]
     if not matches:
         raise JobNotFound(f"no job {key_or_id!r} in the ledger; `greenai jobs` lists the jobs it has")
@@ -272,6 +272,53 @@ def find_job(summaries: Iterable[JobSummary], key_or_id: str, node: str | None =
         names = ", ".join(sorted(str(s.key) for s in matches))
         raise AmbiguousJob(f"job id {key_or_id!r} is ambiguous ({names}); use scheduler:id")
     return matches[0]
+
+
+@dataclass(frozen=True)
+class JobHours:
+    """One job's joules per UTC hour start (epoch s) and (component, source), and the run's own carbon
+    figures from an import ('' / None: use the site's)."""
+
+    energy_j: Mapping[int, Mapping[tuple[str, str], float]]
+    location: str = ""
+    pue: float | None = None
+    intensity_g_per_kwh: float | None = None
+
+
+def query_job_hours(
+    conn: sqlite3.Connection, job: JobSummary, pending: Pending | None = None, pending_node: str = ""
+) -> JobHours:
+    """`job`'s hourly joules (with `pending`, of node `pending_node`, added) and its carbon overrides."""
+    ident = (job.scheduler, job.job_id, job.node)
+    own = not conn.in_transaction  # inside a caller's snapshot, its transaction already holds one state
+    if own:
+        conn.execute("BEGIN")
+    try:
+        row = conn.execute(
+            "SELECT id, location, pue, intensity_g_per_kwh FROM jobs WHERE scheduler = ? AND job_id = ? "
+            "AND node = ?",
+            ident,
+        ).fetchone()
+        rows = (
+            conn.execute(
+                "SELECT hour, component, source, joules FROM energy WHERE job = ?", (row[0],)
+            ).fetchall()
+            if row
+            else []
+        )
+    finally:
+        if own:
+            conn.execute("COMMIT")
+    hours: dict[int, dict[tuple[str, str], float]] = {}
+    for hour, component, source, joules in rows:
+        hours.setdefault(hour, {})[(component, source)] = joules
+    if pending and job.node == pending_node:
+        for (key, hour, component, source), joules in pending.energy.items():
+            if key == job.key:
+                add_all(hours.setdefault(hour, {}), {(component, source): joules})
+    if row is None:
+        return JobHours(hours)
+    return JobHours(hours, row[1] or "", row[2], row[3])
 
 
 @dataclass(frozen=True)
@@ -342,8 +389,28 @@ class LedgerReader:
     def job(self, key_or_id: str, node: str | None = None) -> JobSummary:
         return find_job(self.jobs(), key_or_id, node)
 
+    def job_hours(self, job: JobSummary) -> JobHours:
+        return self._read(lambda: query_job_hours(self._conn, job))
+
     def balance(self) -> list[HourBalance]:
         return self._read(lambda: query_balance(self._conn))
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Queries made inside see one consistent state of the ledger (for reports of many queries)."""
+        self._read(lambda: self._conn.execute("BEGIN"))
+        try:
+            yield
+        finally:
+            if self._conn.in_transaction:
+                self._conn.execute("COMMIT")
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a read-only query, one at a time (reports aggregate large ledgers in SQL)."""
+        try:
+            yield from self._conn.execute(sql, params)
+        except sqlite3.Error as e:
+            raise LedgerError(open_problem(self.path, e)) from None
 
     def _read(self, query: Callable[[], T]) -> T:
         try:

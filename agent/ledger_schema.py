@@ -12,6 +12,10 @@ Version 3 adds to `jobs`:
   was used, e.g. an ISO 3166 alpha-3 code or a cloud region; '' means the site's configured one),
   `pue` and `intensity_g_per_kwh` (the run's own figures, overriding the site's; NULL: none given).
   An import books its IT energy in `energy` and its GPU-hours in `usage`, as measured jobs are.
+
+Version 4 adds `jobs.digest`: for an imported run, the hash of what the file said about it
+(`ImportedRun.digest`), so that a re-import can tell an unchanged run from an edited one; NULL for
+the agent's own jobs (agent.ledger_import).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE jobs ADD COLUMN intensity_g_per_kwh REAL",
         "CREATE INDEX jobs_by_origin ON jobs (origin)",
     ),
+    # v4: the imported run's content hash (see the module docstring).
+    ("ALTER TABLE jobs ADD COLUMN digest TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
