@@ -237,6 +237,17 @@ def test_unknown_job_is_none(fake_scontrol: Path) -> None:
 # ---- a real Slurm ----
 
 
+def _live_cgroup_lines(pids: list[int]) -> dict[int, dict[str, str]]:
+    """/proc/<pid>/cgroup of each pid still alive."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = _cgroup_lines(pid)
+        except FileNotFoundError:
+            continue
+    return out
+
+
 def _cgroup_lines(pid: int) -> dict[str, str]:
     lines = {}
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
@@ -265,17 +276,20 @@ def test_jobs_run_in_their_slurm_cgroups(slurm_cluster: SlurmCluster, live_metad
     sleeping = slurm_cluster.submit(wrap="exec sleep 300", extra=["--account=physics"])
     try:
         for job in (busy, sleeping):
-            pids = slurm_cluster.wait_running(job.job_id)
+            slurm_cluster.wait_running(job.job_id)
+            # A process of the job's start-up may exit between listing and reading: poll for live ones.
+            found = wait_for(
+                lambda job=job: _live_cgroup_lines(slurm_cluster.pids(job.job_id)), 10, "the job's processes"
+            )
             paths = slurm_cluster.job_cgroup_paths(job.job_id)
             if cgroup_v2_only():  # not run here (hybrid host): slurmd's own hierarchy without systemd
                 assert "unified" in paths, paths
-                for pid in pids:
-                    assert f"/job_{job.job_id}/step_batch/" in _cgroup_lines(pid)[""]
+                for lines in found.values():
+                    assert f"/job_{job.job_id}/step_batch/" in lines[""]
                 continue
             assert {"freezer", "cpuacct", "cpuset", "memory"} <= set(paths), paths
             job_dir = f"/slurm_{slurm_cluster.node}/uid_0/job_{job.job_id}/"
-            for pid in pids:
-                lines = _cgroup_lines(pid)
+            for lines in found.values():
                 for controller in ("freezer", "cpuacct", "cpuset", "memory"):
                     assert lines[controller].startswith(job_dir + "step_batch"), (controller, lines)
         if not cgroup_v2_only():
@@ -325,9 +339,16 @@ def test_linuxproc_jobs_are_found_by_their_environment(slurm_cluster_linuxproc: 
     sleeping = cluster.submit(wrap="exec sleep 300")
     try:
         for job in (busy, sleeping):
+            checked = 0
             for pid in cluster.wait_running(job.job_id):
-                assert _environ(pid)["SLURM_JOB_ID"] == job.job_id
-                assert "slurm" not in Path(f"/proc/{pid}/cgroup").read_text()
+                try:
+                    environ = _environ(pid)
+                except FileNotFoundError:
+                    continue  # a start-up process that has exited since it was listed
+                assert environ["SLURM_JOB_ID"] == job.job_id
+                assert not any("slurm" in path for path in _cgroup_lines(pid).values())
+                checked += 1
+            assert checked
             assert cluster.job_cgroup_paths(job.job_id) == {}
     finally:
         cluster.cancel(busy.job_id)
