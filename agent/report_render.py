@@ -81,10 +81,11 @@ def sections(doc: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
 
 def _summary(doc: Mapping[str, Any]) -> list[Block]:
     e, c, t = doc["energy"], doc["emissions"], doc["targets"]
+    jobs = doc["jobs"]["count"]
     text = (
         f"In {doc['year']}, the AI work measured here used {energy(e['it_kwh'])} of IT energy, "
         f"{energy(e['facility_kwh'])} at the facility (PUE {num(e['pue'], 2)}), over "
-        f"{doc['jobs']['count']} jobs and {num(e['gpu_hours'])} GPU-hours. That is "
+        f"{jobs} job{'' if jobs == 1 else 's'} and {num(e['gpu_hours'])} GPU-hours. That is "
         f"{mass(c['location_kg'])} CO2e location-based and {mass(c['market_kg'])} "
         f"market-based, plus {mass(c['embodied_kg'])} embodied in the hardware. "
         f"Carbon-free energy was {num(doc['cfe_pct'])} % of the energy used, hour by hour."
