@@ -14,7 +14,7 @@ share of the node (docs/carbon.md). SCI excludes market-based instruments, so it
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from agent.carbon import CarbonModel, Emissions, Site, hour_emissions, total
@@ -71,7 +71,7 @@ class JobCarbon:
                 "embodied_g": self.embodied_g,
                 "embodied_share": self.embodied_share,
                 "measured_share": self.measured_share,
-                "provenance": [provenance_dict(p) for p in e.provenance],
+                "provenance": [asdict(p) for p in e.provenance],
             },
         }
 
@@ -134,15 +134,3 @@ def describe(provenance: Iterable[Provenance]) -> str:
             details.append("fallback")
         parts.append(f"{p.dataset} ({', '.join(details)})")
     return "; ".join(parts) or "none (no energy)"
-
-
-def provenance_dict(p: Provenance) -> dict[str, Any]:
-    return {
-        "dataset": p.dataset,
-        "version": p.version,
-        "resolution": p.resolution,
-        "location": p.location,
-        "year": p.year,
-        "fallback": p.fallback,
-        "note": p.note,
-    }

@@ -6,6 +6,7 @@ Energy is in kWh (MWh only in rendered tables), CO2e in kg, shares from 0 to 1, 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -206,16 +207,7 @@ def _method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any]) -> di
     total = hourly["total"]
     it = total.get("it_kwh", 0.0)
     sources = [
-        {
-            "dataset": p.dataset,
-            "version": p.version,
-            "resolution": p.resolution,
-            "location": p.location,
-            "year": p.year,
-            "fallback": p.fallback,
-            "note": p.note,
-            "facility_kwh": kwh,
-        }
+        {**dataclasses.asdict(p), "facility_kwh": kwh}
         for p, kwh in sorted(hourly["sources"].items(), key=lambda pk: -pk[1])
     ]
     return {

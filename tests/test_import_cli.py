@@ -15,6 +15,7 @@ import pytest
 from agent.ledger import Ledger
 from agent.ledger_import import hour_shares
 from collectors.workloads import JobKey
+from tests.codecarbon_run import tracked_run
 from tests.fakes.cgroups import RealCgroups, real_cgroups_missing
 from tests.processes import AgentProcess, run_greenai, wait_for
 
@@ -289,24 +290,7 @@ def test_a_bad_carbon_csv_stops_the_agent_with_one_line(tmp_path: Path) -> None:
 def test_codecarbons_own_emissions_csv_keeps_its_kwh_and_kg(tmp_path: Path) -> None:
     """A file written by CodeCarbon's OfflineEmissionsTracker imports with the same kWh, and our
     carbon figures for the same country give the same kg (both read codecarbon's energy mix data)."""
-    import csv
-    import warnings
-
-    from codecarbon import OfflineEmissionsTracker
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # save_to_file is deprecated in newer releases; we allow 2.3+
-        tracker = OfflineEmissionsTracker(
-            country_iso_code="FRA", output_dir=str(tmp_path), save_to_file=True, log_level="error",
-            measure_power_secs=0.5, project_name="greenai-test",
-        )  # fmt: skip
-        tracker.start()
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            sum(i * i for i in range(1000))
-        tracker.stop()
-    with (tmp_path / "emissions.csv").open(encoding="utf-8", newline="") as f:
-        (written,) = list(csv.DictReader(f))
+    _, written = tracked_run(tmp_path)
     db = tmp_path / "ledger.db"
     out = greenai_import("codecarbon", tmp_path / "emissions.csv", db)
     assert out.returncode == 0, out.stderr

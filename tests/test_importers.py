@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from agent.importers import ImportedRun, ImportFileError, parse_codecarbon_csv, parse_runs_csv
 from collectors.workloads import JobKey
+from tests.codecarbon_run import tracked_run
 
 T0 = datetime(2022, 1, 11, tzinfo=timezone.utc).timestamp()
 """BLOOM's final training began in January 2022."""
@@ -223,22 +222,8 @@ CODECARBON_HEADER = (
 )
 
 
-@pytest.mark.filterwarnings("ignore:The save_to_\\* parameters are deprecated:DeprecationWarning")
 def test_codecarbon_tracker_output_imports_with_the_same_kwh_and_kg(tmp_path: Path) -> None:
-    from codecarbon import OfflineEmissionsTracker  # here: only this test pays for its import
-
-    tracker = OfflineEmissionsTracker(
-        country_iso_code="FRA", output_dir=str(tmp_path), save_to_file=True, log_level="error",
-        measure_power_secs=0.5, project_name="greenai-test",
-    )  # fmt: skip
-    tracker.start()
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        sum(i * i for i in range(1000))
-    tracker.stop()
-    path = tmp_path / "emissions.csv"
-    with path.open(encoding="utf-8", newline="") as f:
-        (written,) = list(csv.DictReader(f))
+    path, written = tracked_run(tmp_path)
 
     (run,) = parse_codecarbon_csv(path)
     assert run.key == JobKey("codecarbon", written["run_id"])
