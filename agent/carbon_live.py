@@ -36,6 +36,10 @@ class CarbonTotals:
     location: str
     intensity_g_per_kwh: float
     """Location-based grid intensity of the current hour at the node's site (before PUE)."""
+    pue: float = 1.0
+    """The site's PUE this hour: facility kWh per IT kWh."""
+    cfe_ratio: float = 0.0
+    """Carbon-free share (0 to 1) of the facility energy this hour: contract plus the grid's own."""
     node_g: Mapping[str, float] = field(default_factory=dict)
     jobs_g: Mapping[JobKey, Mapping[str, float]] = field(default_factory=dict)
     unexported_g: Mapping[str, float] = field(default_factory=dict)
@@ -95,6 +99,8 @@ class LiveCarbon:
             site=self._site,
             location=self._location,
             intensity_g_per_kwh=per_kwh.location_g / per_kwh.facility_kwh if per_kwh.facility_kwh else 0.0,
+            pue=per_kwh.pue,
+            cfe_ratio=per_kwh.cfe_pct / 100.0,
             node_g=MappingProxyType(dict(self._node_g)),
             jobs_g=MappingProxyType({k: MappingProxyType(dict(v)) for k, v in self._jobs_g.items()}),
             unexported_g=MappingProxyType(dict(self._unexported_g)),
@@ -103,8 +109,16 @@ class LiveCarbon:
         return replace(jobs, co2=totals)
 
 
-def co2_families(totals: CarbonTotals, job_id: Callable[[str], str]) -> Iterator[Metric]:
-    """The CO2e families of one published snapshot; `job_id` makes a job id a safe label value."""
+def co2_families(
+    totals: CarbonTotals,
+    job_id: Callable[[str], str],
+    extra_labels: tuple[str, ...] = (),
+    extra_values: Mapping[JobKey, list[str]] | None = None,
+) -> Iterator[Metric]:
+    """The CO2e families of one published snapshot; `job_id` makes a job id a safe label value.
+
+    `extra_values` gives each job's values of `extra_labels` (jobs.labels), as on its energy series.
+    """
     gauge = GaugeMetricFamily(
         "greenai_grid_carbon_intensity_grams_per_kwh",
         "Location-based grid carbon intensity for the current hour at this node's site, gCO2e per kWh "
@@ -113,6 +127,15 @@ def co2_families(totals: CarbonTotals, job_id: Callable[[str], str]) -> Iterator
     )
     gauge.add_metric([totals.site, totals.location], totals.intensity_g_per_kwh)
     yield gauge
+    for name, help_text, value in (
+        ("greenai_site_pue", "PUE of this node's site for the current hour: facility kWh per IT kWh.",
+         totals.pue),
+        ("greenai_site_cfe_ratio", "Carbon-free share (0 to 1) of this node's facility energy for the "
+         "current hour: the CFE contract plus the grid's carbon-free share where known.", totals.cfe_ratio),
+    ):  # fmt: skip
+        site = GaugeMetricFamily(name, help_text, labels=["site", "location"])
+        site.add_metric([totals.site, totals.location], value)
+        yield site
     node = CounterMetricFamily(
         "greenai_node_co2_grams",
         "CO2e of the node's energy since the agent started: facility energy (IT x PUE) x the hour's "
@@ -125,11 +148,13 @@ def co2_families(totals: CarbonTotals, job_id: Callable[[str], str]) -> Iterator
     jobs = CounterMetricFamily(
         "greenai_job_co2_grams",
         "CO2e of the energy attributed to a job since the agent first saw it, per basis.",
-        labels=["job_id", "scheduler", "basis"],
+        labels=["job_id", "scheduler", "basis", *extra_labels],
     )
+    blank = [""] * len(extra_labels)
     for key, grams in totals.jobs_g.items():
+        extra = (extra_values or {}).get(key, blank)
         for basis in BASES:
-            jobs.add_metric([job_id(key.job_id), key.scheduler, basis], grams.get(basis, 0.0))
+            jobs.add_metric([job_id(key.job_id), key.scheduler, basis, *extra], grams.get(basis, 0.0))
     yield jobs
     for name, help_text, values in (
         ("greenai_jobs_unexported_co2_grams", "CO2e of jobs that are not on /metrics.", totals.unexported_g),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, cards, config, daemon, doctor, import_cli, jobs_view
+from agent import __version__, cards, config, daemon, doctor, import_cli, jobs_view, prom_source
 from agent.carbon import CarbonModel
 from agent.ledger import annotate_file
 from agent.ledger_schema import AmbiguousJob, LedgerError
@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         "--since", metavar="DATE", help="jobs running at or after DATE (YYYY-MM-DD or ISO, UTC)"
     )
     jobs.add_argument("--user", metavar="USER", help="only USER's jobs")
+    jobs.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help=f"read the fleet's jobs from this Prometheus server instead of a ledger (--since default: "
+        f"{prom_source.JOBS_DEFAULT_DAYS} days; docs/deploy.md)",
+    )
     job = sub.add_parser("job", parents=[ledger], help="one job's energy", epilog=codes)
     job.add_argument("id", metavar="ID", help="job id (4242), or scheduler:id (slurm:4242) where ids repeat")
     job.add_argument("--node", help="the node name, where the ledger has the job under several")
@@ -101,6 +107,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
     rep.add_argument("--baseline-year", type=int, metavar="YYYY", help="the year targets are measured from")
     rep.add_argument("--anonymize-users", action="store_true", help="users as stable pseudonyms (user-1 ...)")
+    rep.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="read the fleet's energy from this Prometheus server instead of ledgers (docs/deploy.md)",
+    )
+    dash = sub.add_parser("dashboards", help="the Grafana dashboards (grafanalib, in a source checkout)")
+    dash_sub = dash.add_subparsers(dest="action", required=True, metavar="ACTION")
+    build = dash_sub.add_parser("build", help="regenerate dashboards/*.json from dashboards/*.dashboard.py")
+    build.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: beside the sources)")
     return parser
 
 
@@ -123,6 +138,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "dashboards":
+        return _dashboards(args)
     try:
         cfg = config.load(args.config, _overrides(args))
     except config.ConfigError as e:
@@ -145,11 +162,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _agent(cfg)
 
 
+def _dashboards(args: argparse.Namespace) -> int:
+    from agent import dashboards  # grafanalib only here, never in the agent
+
+    try:
+        written = dashboards.build(args.out)
+    except dashboards.DashboardError as e:
+        print(f"greenai: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for path in written:
+        print(path)
+    return 0
+
+
 def _ledger_view(args: argparse.Namespace, path: Path, cfg: config.Config) -> int:
     # Whatever the locale, a job's name must not end the command with UnicodeEncodeError.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    if args.command == "jobs" and args.prometheus is not None:
+        try:
+            since = jobs_view.parse_since(args.since) if args.since is not None else None
+        except ValueError as e:
+            print(f"greenai: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        return prom_source.run_jobs(
+            args.prometheus, since, args.user, args.running, args.json, sys.stdout, sys.stderr
+        )
     if args.command == "jobs":
         return jobs_view.run_jobs(
             path, args.since, args.user, args.running, args.json, sys.stdout, sys.stderr
@@ -224,7 +263,16 @@ def _report(args: argparse.Namespace, cfg: config.Config) -> int:
         print(f"greenai: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     ledgers = [p.absolute() for p in (args.ledger or [cfg.ledger.path])]
-    return report.run(cfg, args.year, ledgers, args.out, formats, args.baseline_year, args.anonymize_users)
+    return report.run(
+        cfg,
+        args.year,
+        ledgers,
+        args.out,
+        formats,
+        args.baseline_year,
+        args.anonymize_users,
+        prometheus=args.prometheus,
+    )
 
 
 if __name__ == "__main__":

@@ -86,7 +86,8 @@ class JobsConfig:
     max_job_series: int = 1000
     """At most this many jobs on /metrics; the rest is summed in greenai_jobs_unexported_energy_joules."""
     labels: tuple[str, ...] = ()
-    """Extra labels on job series, from: user, account, name, partition."""
+    """Extra labels on job series, from: user, account, name, partition, project, phase, model (the
+    last three from agent.work); they go on greenai_job_energy_joules and greenai_job_co2_grams."""
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def _flag(value: Any) -> bool:
 
 
 def _labels(value: Any) -> tuple[str, ...]:
-    allowed = ("user", "account", "name", "partition")
+    allowed = ("user", "account", "name", "partition", "project", "phase", "model")
     if not isinstance(value, list) or not all(isinstance(v, str) and v in allowed for v in value):
         raise ValueError(f"must be a list of any of {', '.join(allowed)}; got {value!r}")
     return tuple(dict.fromkeys(value))

@@ -55,8 +55,9 @@ class JobFamilies:
             "(see docs/attribution.md); jobs that ended stay for jobs.grace_seconds.",
             labels=["job_id", "scheduler", "component", *self._labels],
         )
+        extra_values = {j.key: [label_value(getattr(j.info, n)) for n in self._labels] for j in jobs.jobs}
         for series in jobs.jobs:
-            extra = [label_value(getattr(series.info, name)) for name in self._labels]
+            extra = extra_values[series.key]
             for component in JOB_COMPONENTS:
                 labels = [label_value(series.key.job_id), series.key.scheduler, component, *extra]
                 energy.add_metric(labels, series.energy_j.get(component, 0.0))
@@ -82,7 +83,7 @@ class JobFamilies:
             errors.add_metric([stage], count)
         yield errors
         if jobs.co2 is not None:
-            yield from co2_families(jobs.co2, label_value)
+            yield from co2_families(jobs.co2, label_value, self._labels, extra_values)
         if self._ledger is not None:
             yield from _ledger_families(self._ledger)
 

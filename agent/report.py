@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from agent import prom_source
 from agent.carbon import CarbonModel
 from agent.config import Config, ConfigError
 from agent.ledger_schema import LedgerError
@@ -67,10 +68,17 @@ def make_report(
     baseline_year: int | None = None,
     anonymize_users: bool = False,
     progress: Callable[[float], None] | None = None,
+    prometheus: str | None = None,
 ) -> dict[str, Any]:
-    """The report document; raises LedgerError or ConfigError (one line) on bad input."""
+    """The report document, from `ledgers` or from the Prometheus server at URL `prometheus`;
+    raises LedgerError, ConfigError or prom_source.PromError (one line) on bad input."""
     model = CarbonModel.from_config(cfg.carbon, warn=lambda _line: None)
     reader = YearReader(model)
+    if prometheus is not None:
+        client = prom_source.PromClient(prometheus)
+        data = prom_source.read_year(client, reader, year)
+        baseline = prom_source.read_year(client, reader, baseline_year) if baseline_year is not None else None
+        return build(data, model, baseline, anonymize_users, os.environ.get(SALT_ENV, ""))
     share = 0.5 if baseline_year is not None else 1.0
     tick = (lambda d: progress(d * share)) if progress is not None else None
     data = reader.read(year, ledgers, tick)
@@ -117,13 +125,18 @@ def run(
     anonymize_users: bool,
     stdout: IO[str] | None = None,
     stderr: IO[str] | None = None,
+    prometheus: str | None = None,
 ) -> int:
-    """The CLI command: 0 written, 1 a ledger cannot be read, 2 bad input."""
+    """The CLI command: 0 written, 1 a ledger (or Prometheus) cannot be read, 2 bad input."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
     bar = ProgressLine(stderr)
     try:
-        doc = make_report(cfg, year, ledgers, baseline_year, anonymize_users, bar)
+        doc = make_report(cfg, year, ledgers, baseline_year, anonymize_users, bar, prometheus)
+    except prom_source.PromError as e:
+        bar.finish()
+        print(f"greenai: {e}", file=stderr)
+        return e.code
     except ConfigError as e:
         bar.finish()
         print(f"greenai: {e}", file=stderr)

@@ -201,33 +201,42 @@ class YearReader:
             if rid in job_of:
                 job_of[rid].gpu_seconds += gpu_seconds or 0.0
         for n, (rid, hour, joules, est_j) in enumerate(reader.stream(_JOB_HOURS, (lo, hi)), 1):
-            kwh, est = joules / JOULES_PER_KWH, est_j / JOULES_PER_KWH
-            pid = pricing_of[rid]
-            f = self._factor(out, pid, hour)
-            job = job_of[rid]
-            job.it_kwh += kwh
-            job.estimated_kwh += est
-            job.facility_kwh += kwh * f.facility
-            job.location_g += kwh * f.location
-            job.market_g += kwh * f.market
-            job.cfe_kwh += kwh * f.cfe
-            if job.imported:
-                out.imported_kwh += kwh
-            _add_hour(out, pid, hour, kwh, est, 0.0)
+            self.add_job_hour(out, job_of[rid], pricing_of[rid], hour, joules, est_j)
             if progress is not None and n % _ROWS_PER_TICK == 0:
                 progress(index / count)
         for node, hour, joules, est_j in reader.stream(_UNATTRIBUTED, (lo, hi)):
-            pid = self._node_pricing(out, node)
-            self._factor(out, pid, hour)
-            kwh = joules / JOULES_PER_KWH
-            _add_hour(out, pid, hour, kwh, est_j / JOULES_PER_KWH, kwh)
+            self.add_unattributed_hour(out, node, hour, joules, est_j)
         for node, hours, first, last in reader.stream(_NODE_HOURS, (lo, hi)):
             cov = out.coverage.setdefault(node, NodeCoverage())
             cov.hours_with_data += hours
             cov.first_hour = first if cov.first_hour is None else min(cov.first_hour, first)
             cov.last_hour = last if cov.last_hour is None else max(cov.last_hour, last)
 
-    def _node_pricing(self, out: YearData, node: str) -> str:
+    def add_job_hour(
+        self, out: YearData, job: JobTotals, pid: str, hour: int, joules: float, est_j: float
+    ) -> None:
+        """Book `joules` (`est_j` of them estimated) of `job` in `hour`, priced by pricing `pid`."""
+        kwh, est = joules / JOULES_PER_KWH, est_j / JOULES_PER_KWH
+        f = self._factor(out, pid, hour)
+        job.it_kwh += kwh
+        job.estimated_kwh += est
+        job.facility_kwh += kwh * f.facility
+        job.location_g += kwh * f.location
+        job.market_g += kwh * f.market
+        job.cfe_kwh += kwh * f.cfe
+        if job.imported:
+            out.imported_kwh += kwh
+        _add_hour(out, pid, hour, kwh, est, 0.0)
+
+    def add_unattributed_hour(self, out: YearData, node: str, hour: int, joules: float, est_j: float) -> None:
+        """Book `joules` of `node` that no job was charged for in `hour`, priced at the node's site."""
+        pid = self.node_pricing(out, node)
+        self._factor(out, pid, hour)
+        kwh = joules / JOULES_PER_KWH
+        _add_hour(out, pid, hour, kwh, est_j / JOULES_PER_KWH, kwh)
+
+    def node_pricing(self, out: YearData, node: str) -> str:
+        """The pricing id of `node`'s site, registered in `out` on first use."""
         pid = f"node:{node}"
         if pid not in out.pricing:
             site = self.model.site_for(node)
@@ -246,7 +255,7 @@ class YearReader:
     ) -> str:
         """The node's pricing, or the job's own when it states its location, PUE or intensity."""
         if not location and pue is None and intensity is None:
-            return self._node_pricing(out, node)
+            return self.node_pricing(out, node)
         base = self.model.site_for(node)
         site = base if pue is None else replace(base, pue=(pue,) * 12)
         label = location or base.name

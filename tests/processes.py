@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -158,17 +158,27 @@ class AgentProcess:
 class PrometheusServer:
     """A real Prometheus (Debian's `prometheus`) on 127.0.0.1, scraping the given targets."""
 
-    def __init__(self, workdir: Path, targets: list[str], scrape_interval: str = "1s") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        scrape_interval: str = "1s",
+        labels: Mapping[str, Mapping[str, str]] | None = None,
+        rule_files: Sequence[Path] = (),
+    ) -> None:
+        """`labels`: extra target labels per target (e.g. `instance` as the node's name)."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = workdir / "prometheus.yml"
+        statics = [{"targets": [t], "labels": dict((labels or {}).get(t, {}))} for t in targets]
         config.write_text(
             "global:\n"
             f"  scrape_interval: {scrape_interval}\n"
             f"  evaluation_interval: {scrape_interval}\n"
-            "scrape_configs:\n"
+            + (f"rule_files: {json.dumps([str(r) for r in rule_files])}\n" if rule_files else "")
+            + "scrape_configs:\n"
             "  - job_name: greenai\n"
-            f"    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+            f"    static_configs: {json.dumps(statics)}\n"
         )
         self.proc = subprocess.Popen(
             [

@@ -123,6 +123,7 @@ def test_defaults_and_every_key(tmp_path: Path) -> None:
         "  rapl: {enabled: false}\n"
         "  nvml: {enabled: true, reprobe_seconds: 10}\n"
         "  estimate: {enabled: auto, cpu_tdp_watts: 120, cpu_idle_watts: 30, memory_watts_per_gb: 0.5}\n"
+        "jobs: {labels: [project, phase, model, user]}\n"
     )
     cfg = config.load(path)
     assert cfg.node_name == "gpu-node-7"
@@ -134,6 +135,7 @@ def test_defaults_and_every_key(tmp_path: Path) -> None:
     assert cfg.collectors.rapl.enabled == "false"
     assert cfg.collectors.nvml.enabled == "true"
     assert cfg.collectors.estimate.cpu_tdp_watts == 120.0
+    assert cfg.jobs.labels == ("project", "phase", "model", "user")
 
 
 def test_flags_override_the_file(tmp_path: Path) -> None:

@@ -6,9 +6,13 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.accounting import JobSeries, JobsSnapshot
+from agent.carbon_live import CarbonTotals
 from agent.exporter import make_registry, render
+from agent.job_metrics import JobFamilies
 from agent.sampler import EnergyRow, Snapshot
 from collectors.base import Device, Status
+from collectors.workloads import JobInfo, JobKey
 
 STATUSES = {
     "rapl": Status.PERMISSION_DENIED,
@@ -83,3 +87,22 @@ def test_openmetrics_when_asked() -> None:
     )
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
+
+
+def test_project_and_phase_labels_and_the_site_gauges() -> None:
+    key = JobKey("slurm", "42")
+    jobs = JobsSnapshot(
+        jobs=(JobSeries(key, JobInfo(project="llm", phase="pretraining"), {"gpu": 10.0}, None),),
+        co2=CarbonTotals("main", "DE", 300.0, pue=1.4, cfe_ratio=0.25, jobs_g={key: {"location": 2.0}}),
+    )
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in JobFamilies(labels=("project", "phase")).families(jobs)
+        for s in family.samples
+    }
+    work = {("job_id", "42"), ("scheduler", "slurm"), ("project", "llm"), ("phase", "pretraining")}
+    assert samples[("greenai_job_energy_joules_total", frozenset({*work, ("component", "gpu")}))] == 10.0
+    assert samples[("greenai_job_co2_grams_total", frozenset({*work, ("basis", "location")}))] == 2.0
+    site = frozenset({("site", "main"), ("location", "DE")})
+    assert samples[("greenai_site_pue", site)] == 1.4
+    assert samples[("greenai_site_cfe_ratio", site)] == 0.25
