@@ -21,6 +21,7 @@ from datetime import datetime, timezone, tzinfo
 from os import PathLike
 from typing import NoReturn
 
+from agent import carbon_data
 from agent.work import PHASES
 from collectors.jobpaths import clean_text
 from collectors.workloads import JobKey
@@ -75,12 +76,8 @@ US_STATES: Mapping[str, str] = {
     "wyoming": "WY",
 }  # fmt: skip
 """CodeCarbon's `region` for the USA (a state's name in lower case) -> its postal code."""
-CANADA_PROVINCES: Mapping[str, str] = {
-    "alberta": "AB", "british columbia": "BC", "manitoba": "MB", "new brunswick": "NB",
-    "newfoundland and labrador": "NL", "nova scotia": "NS", "northwest territories": "NT",
-    "nunavut": "NU", "ontario": "ON", "prince edward island": "PE", "quebec": "QC",
-    "saskatchewan": "SK", "yukon": "YT",
-}  # fmt: skip
+CANADA_PROVINCES: Mapping[str, str] = {name: code for code, name in carbon_data.CANADA_PROVINCES.items()}
+"""CodeCarbon's `region` for Canada (a province's name in lower case) -> its ISO 3166-2:CA code."""
 
 
 class ImportFileError(Exception):
