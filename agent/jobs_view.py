@@ -101,9 +101,11 @@ def cell(text: str, width: int, right: bool = False) -> str:
 
 
 def number(value: float, width: int) -> str:
-    """The most decimals (up to 3) that fit in `width`; 0 as plain 0."""
+    """The most decimals (up to 3) that fit in `width`; 0 as plain 0, a tiny non-zero as <.001."""
     if value == 0:
         return "0"
+    if 0 < value < 0.0005:  # "0.000" would read as nothing at all
+        return "<.001"
     for decimals in (3, 2, 1, 0):
         text = f"{value:.{decimals}f}"
         if len(text) <= width:

@@ -252,3 +252,15 @@ def test_cells_are_cut_and_padded_by_terminal_columns() -> None:
         "4d04h",
         "104d",
     ]
+
+
+def test_table_numbers_never_hide_a_small_figure() -> None:
+    from agent.jobs_view import number
+
+    assert [number(v, 5) for v in (0.0, 0.0001, 0.0007, 12.3456, 123456.0)] == [
+        "0",
+        "<.001",
+        "0.001",
+        "12.35",
+        "1e+05",
+    ]
