@@ -186,7 +186,8 @@ class CarbonModel:
         if missing:
             world = data.world().g_per_kwh
             warnings = (
-                f"carbon: not found, priced at the world average {world:g} g/kWh: {'; '.join(missing)}",
+                f"carbon: {'; '.join(missing)}: CO2 is priced at the world average, {world:g} g/kWh, until "
+                "carbon.location or carbon.sites says where the nodes are",
             )
             warn(warnings[0])
         return cls(sites, default, items, warnings)
@@ -211,12 +212,12 @@ class CarbonModel:
 def _site(name: str, config: SiteConfig, data: CodecarbonData, missing: list[str]) -> Site:
     if config.location is None:
         annual = data.world("no location configured")
-        missing.append(f"no location for site {name}")
+        missing.append(f"no location for site {name!r}")
     else:
         found = data.resolve(config.location)
         if found is None:
             annual = data.world(f"{config.location} not found")
-            missing.append(f"{config.location!r} (site {name})")
+            missing.append(f"location {config.location!r} of site {name!r} not in the data")
         else:
             annual = found
     return Site(

@@ -233,6 +233,7 @@ def test_live_co2_adds_up_in_every_scrape(tmp_path: Path) -> None:
             agent.wait_ready()
             agent.wait_samples(5)
             first = agent.value("greenai_node_co2_grams_total", basis="location") or 0.0
+            agent.wait_samples(int(agent.value("greenai_agent_samples_total") or 0) + 2)  # later samples
             wait_for(
                 lambda: (agent.value("greenai_job_co2_grams_total", job_id="990", basis="location") or 0) > 0,
                 15,
