@@ -229,16 +229,12 @@ class _Handler(BaseHTTPRequestHandler):
                                       "set api.allow_annotate: true to allow it"})  # fmt: skip
             return
         job_id = urllib.parse.unquote(path[len("/api/v1/jobs/") : -len(ANNOTATE)])
-        try:
+
+        def annotate() -> object:
             tokens, samples = self._annotation()
-            self._json(200, api.annotate(job_id, tokens, samples))
-        except LookupError as e:
-            self._json(404, {"error": str(e.args[0] if e.args else e)})
-        except ValueError as e:
-            self._json(400, {"error": str(e)})
-        except Exception:  # the API must never take the agent down
-            log.exception("POST %s", path)
-            self._json(500, {"error": "internal error; see the agent's log"})
+            return api.annotate(job_id, tokens, samples)
+
+        self._answer(f"POST {path}", annotate)
 
     def _annotation(self) -> tuple[int | None, int | None]:
         """(tokens, samples) from the request's JSON body; ValueError (HTTP 400) when it is not right."""
@@ -263,21 +259,28 @@ class _Handler(BaseHTTPRequestHandler):
     def _jobs_api(self, path: str, query: dict[str, str]) -> None:
         api = self.server.jobs_api
         rest = path[len("/api/v1/jobs") :]
-        try:
+
+        def answer() -> object:
             if api is None:
                 raise LookupError("this agent keeps no per-job figures")
             if rest in ("", "/"):
-                self._json(200, api.list_jobs(query))
-            elif rest.startswith("/") and "/" not in rest[1:]:
-                self._json(200, api.get_job(urllib.parse.unquote(rest[1:])))
-            else:
-                raise LookupError(f"no such resource: {path}")
+                return api.list_jobs(query)
+            if rest.startswith("/") and "/" not in rest[1:]:
+                return api.get_job(urllib.parse.unquote(rest[1:]))
+            raise LookupError(f"no such resource: {path}")
+
+        self._answer(f"GET {path}", answer)
+
+    def _answer(self, request: str, call: Callable[[], object]) -> None:
+        """Reply with `call()` as JSON: LookupError is 404, ValueError 400, anything else 500."""
+        try:
+            self._json(200, call())
         except LookupError as e:
             self._json(404, {"error": str(e.args[0] if e.args else e)})
         except ValueError as e:
             self._json(400, {"error": str(e)})
         except Exception:  # the API must never take the agent down
-            log.exception("GET %s", path)
+            log.exception("%s", request)
             self._json(500, {"error": "internal error; see the agent's log"})
 
     def _json(self, status: int, value: object) -> None:
