@@ -62,48 +62,47 @@ class JobFamilies:
                 labels = [label_value(series.key.job_id), series.key.scheduler, component, *extra]
                 energy.add_metric(labels, series.energy_j.get(component, 0.0))
         yield energy
-        yield _per_component(
+        yield _counter_by(
             "greenai_node_unattributed_energy_joules",
             "Node energy no job was charged for: processes outside jobs, idle CPUs nobody holds, "
             "platform (psys) energy.",
+            "component",
             jobs.unattributed_j,
         )
-        yield _per_component(
+        yield _counter_by(
             "greenai_jobs_unexported_energy_joules",
             "Energy of jobs that are not on /metrics: past their grace period, or beyond max_job_series.",
+            "component",
             jobs.unexported_j,
         )
         yield GaugeMetricFamily("greenai_jobs_running", "Jobs running on the node now.", value=jobs.running)
-        errors = CounterMetricFamily(
+        yield _counter_by(
             "greenai_accounting_errors",
             "Failures to find jobs or GPU processes; the interval's energy then stays unattributed.",
-            labels=["stage"],
+            "stage",
+            jobs.errors,
         )
-        for stage, count in sorted(jobs.errors.items()):
-            errors.add_metric([stage], count)
-        yield errors
         if jobs.co2 is not None:
             yield from co2_families(jobs.co2, label_value, self._labels, extra_values)
         if self._ledger is not None:
             yield from _ledger_families(self._ledger)
 
 
-def _per_component(name: str, documentation: str, values: Mapping[str, float]) -> Metric:
-    family = CounterMetricFamily(name, documentation, labels=["component"])
-    for component, joules in sorted(values.items()):
-        family.add_metric([component], joules)
+def _counter_by(name: str, documentation: str, label: str, values: Mapping[str, float]) -> Metric:
+    """A counter family with one series per key of `values`, the key as `label`."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in sorted(values.items()):
+        family.add_metric([key], value)
     return family
 
 
 def _ledger_families(ledger: LedgerHealth) -> Iterator[Metric]:
-    errors = CounterMetricFamily(
+    yield _counter_by(
         "greenai_ledger_errors",
         "Failed ledger writes by reason (disk full, locked, I/O); the rows wait in memory.",
-        labels=["reason"],
+        "reason",
+        ledger.errors,
     )
-    for reason, count in sorted(ledger.errors.items()):
-        errors.add_metric([reason], count)
-    yield errors
     yield GaugeMetricFamily(
         "greenai_ledger_pending_rows",
         "Ledger rows waiting in memory to be written.",
