@@ -65,7 +65,6 @@ class JobTotals:
     tokens: int | None = None
     samples: int | None = None
     it_kwh: float = 0.0
-    estimated_kwh: float = 0.0
     facility_kwh: float = 0.0
     location_g: float = 0.0
     market_g: float = 0.0
@@ -216,17 +215,16 @@ class YearReader:
         self, out: YearData, job: JobTotals, pid: str, hour: int, joules: float, est_j: float
     ) -> None:
         """Book `joules` (`est_j` of them estimated) of `job` in `hour`, priced by pricing `pid`."""
-        kwh, est = joules / JOULES_PER_KWH, est_j / JOULES_PER_KWH
+        kwh = joules / JOULES_PER_KWH
         f = self._factor(out, pid, hour)
         job.it_kwh += kwh
-        job.estimated_kwh += est
         job.facility_kwh += kwh * f.facility
         job.location_g += kwh * f.location
         job.market_g += kwh * f.market
         job.cfe_kwh += kwh * f.cfe
         if job.imported:
             out.imported_kwh += kwh
-        _add_hour(out, pid, hour, kwh, est, 0.0)
+        _add_hour(out, pid, hour, kwh, est_j / JOULES_PER_KWH, 0.0)
 
     def add_unattributed_hour(self, out: YearData, node: str, hour: int, joules: float, est_j: float) -> None:
         """Book `joules` of `node` that no job was charged for in `hour`, priced at the node's site."""

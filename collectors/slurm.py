@@ -217,8 +217,6 @@ def _text_time(value: str) -> float | None:
 class _Entry:
     job: SlurmJob | None
     asked: float
-    fetched: float | None = None
-    """When the last look-up answered; None while it has not (queued, or failing)."""
 
 
 @dataclass
@@ -331,7 +329,6 @@ class SlurmMetadata:
             if entry is None or isinstance(job, _Failed):
                 return  # forgotten meanwhile, or failed: keep what we had, retry at the next refresh
             entry.job = job
-            entry.fetched = self._clock()
 
     def _lookup(self, job_id: str) -> SlurmJob | _Failed | None:
         """The job as scontrol shows it; None if Slurm does not know it; _FAILED if scontrol failed."""

@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-SCHEDULERS = ("slurm", "kubernetes", "docker", "podman", "systemd")
-
 
 class JobKey(NamedTuple):
     """A job's identity on this node: the scheduler and the id that scheduler shows.
