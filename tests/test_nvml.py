@@ -430,7 +430,7 @@ def test_gpu_validate_against_live_fake_gpus(fake_nvml_lib: Path, state: Path) -
         FakeGpu(1, power_mw=120_000, energy_mj=0, live=True, t0=now),
     )
     result = subprocess.run(
-        [str(REPO / "scripts" / "gpu-validate"), "--no-load", "--seconds", "1"],
+        [sys.executable, str(REPO / "scripts" / "gpu-validate"), "--no-load", "--seconds", "1"],
         cwd="/",  # the script must find the project from its own path
         env=nvml_env(fake_nvml_lib, state),
         capture_output=True,
