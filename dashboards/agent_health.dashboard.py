@@ -1,17 +1,15 @@
 """Agent health: scrapes, collectors, sampling time, unattributed share, the ledger."""
 
-from common import DS, NODES, dashboard, instance_variable, q, queries, row, stat, table, timeseries
-from grafanalib.core import Template
-
-scrape_job = Template(
-    name="job",
-    label="Scrape job",
-    query="label_values(greenai_build_info, job)",
-    dataSource=DS,
-    includeAll=True,
-    multi=True,
-    allValue=".*",
-    refresh=2,
+from common import (
+    NODES,
+    dashboard,
+    errors,
+    instance_variable,
+    instant_table,
+    query_variable,
+    row,
+    series,
+    stat,
 )
 
 dashboard = dashboard(
@@ -19,7 +17,10 @@ dashboard = dashboard(
     uid="greenai-agent-health",
     description="Is every greenai agent scraped, are its collectors working, does it attribute the energy, "
     "and does its ledger write?",
-    variables=[scrape_job, instance_variable()],
+    variables=[
+        query_variable("job", "Scrape job", "label_values(greenai_build_info, job)"),
+        instance_variable(),
+    ],
     panels=[
         stat("Agents up", 'sum(up{job=~"$job",instance=~"$instance"})', "none", (0, 0, 6, 4)),
         stat(
@@ -43,94 +44,69 @@ dashboard = dashboard(
             "Rows waiting in the agents' memory to be written to their ledgers.",
         ),
         row("Collectors", 4),
-        timeseries(
+        series(
             "Collector up",
-            [
-                q(
-                    f"min by (instance, collector) (greenai_collector_up{{{NODES}}})",
-                    "{{instance}} {{collector}}",
-                )
-            ],
+            f"min by (instance, collector) (greenai_collector_up{{{NODES}}})",
+            "{{instance}} {{collector}}",
             "none",
             (0, 5, 8, 8),
             "1 while the collector's reads work; 0 when they fail or its probe found a problem.",
         ),
-        timeseries(
+        errors(
             "Collector errors",
-            [
-                q(
-                    f"sum by (instance, collector, reason) (rate(greenai_collector_errors_total{{{NODES}}}"
-                    "[$__rate_interval]))",
-                    "{{instance}} {{collector}} {{reason}}",
-                )
-            ],
-            "reqps",
+            "greenai_collector_errors_total",
+            "instance, collector, reason",
             (8, 5, 8, 8),
             "Failed reads per second, by reason (gpu_lost, not_supported, no_permission, read_failed).",
         ),
-        table(
+        instant_table(
             "Collector status",
-            [q(f"max by (instance, collector, status) (greenai_collector_status{{{NODES}}})", instant=True)],
+            f"max by (instance, collector, status) (greenai_collector_status{{{NODES}}})",
             (16, 5, 8, 8),
             "What each collector's probe found at start.",
         ),
         row("Sampling and attribution", 13),
-        timeseries(
+        series(
             "Sample duration",
-            [q(f"max by (instance) (greenai_agent_sample_duration_seconds{{{NODES}}})", "{{instance}}")],
+            f"max by (instance) (greenai_agent_sample_duration_seconds{{{NODES}}})",
+            "{{instance}}",
             "s",
             (0, 14, 8, 8),
         ),
-        timeseries(
+        series(
             "Unattributed share",
-            [q(f"instance:greenai_node_unattributed_energy:ratio_rate5m{{{NODES}}}", "{{instance}}")],
+            f"instance:greenai_node_unattributed_energy:ratio_rate5m{{{NODES}}}",
+            "{{instance}}",
             "percentunit",
             (8, 14, 8, 8),
             "Share of the IT energy charged to no job (recording rule). All of it on an idle node; alert "
             "GreenaiUnattributedEnergyHigh fires above 50% for 1h while jobs run.",
         ),
-        timeseries(
+        errors(
             "Accounting errors",
-            [
-                q(
-                    f"sum by (instance, stage) (rate(greenai_accounting_errors_total{{{NODES}}}"
-                    "[$__rate_interval]))",
-                    "{{instance}} {{stage}}",
-                )
-            ],
-            "reqps",
+            "greenai_accounting_errors_total",
+            "instance, stage",
             (16, 14, 8, 8),
             "Failures to find jobs or GPU processes; that interval's energy stays unattributed.",
         ),
         row("Ledger", 22),
-        timeseries(
+        series(
             "Ledger last write succeeded",
-            [q(f"min by (instance) (greenai_ledger_last_flush_success{{{NODES}}})", "{{instance}}")],
+            f"min by (instance) (greenai_ledger_last_flush_success{{{NODES}}})",
+            "{{instance}}",
             "none",
             (0, 23, 8, 8),
         ),
-        timeseries(
-            "Ledger errors",
-            [
-                q(
-                    f"sum by (instance, reason) (rate(greenai_ledger_errors_total{{{NODES}}}"
-                    "[$__rate_interval]))",
-                    "{{instance}} {{reason}}",
-                )
-            ],
-            "reqps",
-            (8, 23, 8, 8),
-        ),
-        timeseries(
+        errors("Ledger errors", "greenai_ledger_errors_total", "instance, reason", (8, 23, 8, 8)),
+        series(
             "Ledger rows pending",
-            queries((f"max by (instance) (greenai_ledger_pending_rows{{{NODES}}})", "{{instance}}")),
+            f"max by (instance) (greenai_ledger_pending_rows{{{NODES}}})",
+            "{{instance}}",
             "none",
             (16, 23, 8, 8),
         ),
-        table(
-            "Agent versions",
-            [q(f"max by (instance, version) (greenai_build_info{{{NODES}}})", instant=True)],
-            (0, 31, 24, 6),
+        instant_table(
+            "Agent versions", f"max by (instance, version) (greenai_build_info{{{NODES}}})", (0, 31, 24, 6)
         ),
     ],
 )

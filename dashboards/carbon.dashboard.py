@@ -1,19 +1,23 @@
 """Carbon: kWh and CO2e per day, grid intensity, carbon-free share, by project and phase."""
 
 from common import (
-    JOULES_PER_KWH,
     NODES,
     basis_variable,
     dashboard,
+    increase,
     instance_variable,
-    q,
+    kwh,
+    per_day,
+    queries,
     row,
+    series,
     stat,
     table,
-    timeseries,
 )
+from grafanalib.core import TimeSeries
 
 IT_ENERGY = f'greenai_node_energy_joules_total{{{NODES},component!="platform"}}'
+ALL_CO2 = f"greenai_node_co2_grams_total{{{NODES}}}"
 NODE_CO2 = f'greenai_node_co2_grams_total{{{NODES},basis="$basis"}}'
 IT_POWER = f"instance:greenai_node_power_watts:rate5m{{{NODES}}}"
 CFE = (
@@ -26,6 +30,31 @@ PROJECT_NOTE = (
     "agent config (one empty series otherwise)."
 )
 
+
+def by_job_label(label: str, y: int) -> list[TimeSeries]:
+    """Power and CO2e rate by a job label (project or phase) at height y, from the recording rules."""
+    return [
+        series(
+            f"Power by {label}",
+            f"{label}:greenai_job_power_watts:rate5m",
+            "{{" + label + "}}",
+            "watt",
+            (0, y, 12, 8),
+            PROJECT_NOTE,
+            stacked=True,
+        ),
+        series(
+            f"CO2e rate by {label}",
+            f'{label}_basis:greenai_job_co2_grams:rate5m{{basis="$basis"}} * 3600',
+            "{{" + label + "}}",
+            "massg",
+            (12, y, 12, 8),
+            "Grams of CO2e per hour. " + PROJECT_NOTE,
+            stacked=True,
+        ),
+    ]
+
+
 dashboard = dashboard(
     title="greenai / Carbon",
     uid="greenai-carbon",
@@ -33,13 +62,8 @@ dashboard = dashboard(
     "per basis (location, market); by project and phase through the recording rules.",
     variables=[instance_variable(), basis_variable()],
     panels=[
-        stat(
-            "IT energy in range",
-            f"sum(increase({IT_ENERGY}[$__range])) / {JOULES_PER_KWH:g}",
-            "kwatth",
-            (0, 0, 6, 4),
-        ),
-        stat("CO2e in range", f"sum(increase({NODE_CO2}[$__range])) / 1000", "masskg", (6, 0, 6, 4)),
+        stat("IT energy in range", kwh(increase(IT_ENERGY)), "kwatth", (0, 0, 6, 4)),
+        stat("CO2e in range", f"{increase(NODE_CO2)} / 1000", "masskg", (6, 0, 6, 4)),
         stat(
             "Carbon-free energy now",
             CFE,
@@ -56,97 +80,47 @@ dashboard = dashboard(
             "gCO2e per kWh, location-based, averaged over the nodes' sites.",
         ),
         row("Per day", 4),
-        timeseries(
-            "IT energy per day",
-            [q(f"sum(increase({IT_ENERGY}[$__interval])) / {JOULES_PER_KWH:g}", "kWh")],
-            "kwatth",
-            (0, 5, 12, 8),
-            bars=True,
-            interval="1d",
-        ),
-        timeseries(
+        per_day("IT energy per day", kwh(increase(IT_ENERGY, "$__interval")), "kWh", "kwatth", (0, 5, 12, 8)),
+        per_day(
             "CO2e per day",
-            [
-                q(
-                    f"sum by (basis) (increase(greenai_node_co2_grams_total{{{NODES}}}[$__interval])) / 1000",
-                    "{{basis}}",
-                )
-            ],
+            f"{increase(ALL_CO2, '$__interval', 'basis')} / 1000",
+            "{{basis}}",
             "masskg",
             (12, 5, 12, 8),
-            bars=True,
-            interval="1d",
         ),
         row("Grid", 13),
-        timeseries(
+        series(
             "Grid carbon intensity",
-            [
-                q(
-                    f"max by (site, location) (greenai_grid_carbon_intensity_grams_per_kwh{{{NODES}}})",
-                    "{{site}} ({{location}})",
-                )
-            ],
+            f"max by (site, location) (greenai_grid_carbon_intensity_grams_per_kwh{{{NODES}}})",
+            "{{site}} ({{location}})",
             "none",
             (0, 14, 12, 8),
             "gCO2e per kWh at each site, hour by hour.",
         ),
-        timeseries(
+        series(
             "Carbon-free energy",
-            [q(f"max by (site, location) (greenai_site_cfe_ratio{{{NODES}}})", "{{site}} ({{location}})")],
+            f"max by (site, location) (greenai_site_cfe_ratio{{{NODES}}})",
+            "{{site}} ({{location}})",
             "percentunit",
             (12, 14, 12, 8),
         ),
         row("By project and phase", 22),
-        timeseries(
-            "Power by project",
-            [q("project:greenai_job_power_watts:rate5m", "{{project}}")],
-            "watt",
-            (0, 23, 12, 8),
-            PROJECT_NOTE,
-            stacked=True,
-        ),
-        timeseries(
-            "CO2e rate by project",
-            [q('project_basis:greenai_job_co2_grams:rate5m{basis="$basis"} * 3600', "{{project}}")],
-            "massg",
-            (12, 23, 12, 8),
-            "Grams of CO2e per hour. " + PROJECT_NOTE,
-            stacked=True,
-        ),
-        timeseries(
-            "Power by phase",
-            [q("phase:greenai_job_power_watts:rate5m", "{{phase}}")],
-            "watt",
-            (0, 31, 12, 8),
-            PROJECT_NOTE,
-            stacked=True,
-        ),
-        timeseries(
-            "CO2e rate by phase",
-            [q('phase_basis:greenai_job_co2_grams:rate5m{basis="$basis"} * 3600', "{{phase}}")],
-            "massg",
-            (12, 31, 12, 8),
-            "Grams of CO2e per hour. " + PROJECT_NOTE,
-            stacked=True,
-        ),
+        *by_job_label("project", 23),
+        *by_job_label("phase", 31),
         table(
             "Energy and CO2e by project and phase in range",
-            [
-                q(
-                    f"avg_over_time(project_phase:greenai_job_power_watts:rate5m[$__range]) * $__range_s / "
-                    f"{JOULES_PER_KWH:g}",
+            queries(
+                (
+                    kwh("avg_over_time(project_phase:greenai_job_power_watts:rate5m[$__range]) * $__range_s"),
                     "kWh",
-                    "A",
-                    instant=True,
                 ),
-                q(
+                (
                     'avg_over_time(project_phase_basis:greenai_job_co2_grams:rate5m{basis="$basis"}[$__range])'
                     " * $__range_s",
                     "g CO2e",
-                    "B",
-                    instant=True,
                 ),
-            ],
+                instant=True,
+            ),
             (0, 39, 24, 8),
             "kWh (A) and grams of CO2e (B): the recorded rates' mean over the range x its length. "
             + PROJECT_NOTE,

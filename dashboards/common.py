@@ -34,12 +34,34 @@ INPUTS = [
 NODES = 'instance=~"$instance"'
 """The matcher that narrows a query to the nodes picked in the `instance` variable."""
 JOULES_PER_KWH = 3.6e6
+Pos = tuple[int, int, int, int]
+"""A panel's place on the 24-column grid: (x, y, w, h)."""
 
 
-def grid(pos: tuple[int, int, int, int]) -> GridPos:
-    """A panel's place, pos = (x, y, w, h) (GridPos itself takes h, w, x, y)."""
+def grid(pos: Pos) -> GridPos:
+    """A panel's place as grafanalib takes it (GridPos takes h, w, x, y)."""
     x, y, w, h = pos
     return GridPos(h=h, w=w, x=x, y=y)
+
+
+def _summed(expr: str, by: str) -> str:
+    """expr summed over all its series, or per value of the labels in `by`."""
+    return f"sum by ({by}) ({expr})" if by else f"sum({expr})"
+
+
+def rate(counter: str, by: str = "") -> str:
+    """A counter's per-second rate, summed over its series (per value of the labels in `by`)."""
+    return _summed(f"rate({counter}[$__rate_interval])", by)
+
+
+def increase(counter: str, window: str = "$__range", by: str = "") -> str:
+    """How much a counter grew in the window, summed over its series (per value of the labels in `by`)."""
+    return _summed(f"increase({counter}[{window}])", by)
+
+
+def kwh(joules: str) -> str:
+    """A query in joules, in kWh."""
+    return f"{joules} / {JOULES_PER_KWH:g}"
 
 
 def q(expr: str, legend: str = "", ref: str = "A", instant: bool = False) -> Target:
@@ -63,7 +85,7 @@ def timeseries(
     title: str,
     targets: list[Target],
     unit: str,
-    pos: tuple[int, int, int, int],
+    pos: Pos,
     description: str = "",
     stacked: bool = False,
     bars: bool = False,
@@ -87,7 +109,36 @@ def timeseries(
     )
 
 
-def stat(title: str, expr: str, unit: str, pos: tuple[int, int, int, int], description: str = "") -> Stat:
+def series(
+    title: str, expr: str, legend: str, unit: str, pos: Pos, description: str = "", stacked: bool = False
+) -> TimeSeries:
+    """A time series panel of one query."""
+    return timeseries(title, [q(expr, legend)], unit, pos, description, stacked)
+
+
+def per_day(title: str, expr: str, legend: str, unit: str, pos: Pos, stacked: bool = False) -> TimeSeries:
+    """Bars of one query, one a day: the query's range is `$__interval`."""
+    return timeseries(title, [q(expr, legend)], unit, pos, stacked=stacked, bars=True, interval="1d")
+
+
+def _legend(by: str) -> str:
+    """The legend that names a series by its values of the labels in `by`."""
+    return " ".join("{{" + label.strip() + "}}" for label in by.split(","))
+
+
+def power_by(
+    title: str, joules: str, by: str, pos: Pos, description: str = "", stacked: bool = False
+) -> TimeSeries:
+    """Power from an energy counter, a series per value of the labels in `by`."""
+    return series(title, rate(joules, by), _legend(by), "watt", pos, description, stacked)
+
+
+def errors(title: str, counter: str, by: str, pos: Pos, description: str = "") -> TimeSeries:
+    """Errors per second of a counter on the picked nodes, a series per value of the labels in `by`."""
+    return series(title, rate(f"{counter}{{{NODES}}}", by), _legend(by), "reqps", pos, description)
+
+
+def stat(title: str, expr: str, unit: str, pos: Pos, description: str = "") -> Stat:
     """A single-figure panel of one query."""
     return Stat(
         title=title,
@@ -102,9 +153,7 @@ def stat(title: str, expr: str, unit: str, pos: tuple[int, int, int, int], descr
     )
 
 
-def bars(
-    title: str, expr: str, legend: str, unit: str, pos: tuple[int, int, int, int], description: str = ""
-) -> BarGauge:
+def bars(title: str, expr: str, legend: str, unit: str, pos: Pos, description: str = "") -> BarGauge:
     """A ranking (top N) as horizontal bars, of an instant query."""
     return BarGauge(
         title=title,
@@ -122,7 +171,7 @@ def bars(
     )
 
 
-def table(title: str, targets: list[Target], pos: tuple[int, int, int, int], description: str = "") -> Table:
+def table(title: str, targets: list[Target], pos: Pos, description: str = "") -> Table:
     """A table of instant queries, merged on their labels."""
     return Table(
         title=title,
@@ -137,24 +186,34 @@ def table(title: str, targets: list[Target], pos: tuple[int, int, int, int], des
     )
 
 
+def instant_table(title: str, expr: str, pos: Pos, description: str = "") -> Table:
+    """A table of one instant query: a row per series, its labels as columns."""
+    return table(title, [q(expr, instant=True)], pos, description)
+
+
 def row(title: str, y: int) -> RowPanel:
     """A section heading across the dashboard at height y."""
     return RowPanel(title=title, gridPos=GridPos(h=1, w=24, x=0, y=y))
 
 
-def instance_variable() -> Template:
-    """The `instance` variable: the nodes (Prometheus targets) whose agents to show."""
+def query_variable(name: str, label: str, query: str, multi: bool = True) -> Template:
+    """A variable whose values a query lists; multi: pick several of them, or All."""
     return Template(
-        name="instance",
-        label="Node",
-        query="label_values(greenai_build_info, instance)",
+        name=name,
+        label=label,
+        query=query,
         dataSource=DS,
-        includeAll=True,
-        multi=True,
-        allValue=".*",
+        includeAll=multi,
+        multi=multi,
+        allValue=".*" if multi else None,
         refresh=2,
         sort=1,
     )
+
+
+def instance_variable() -> Template:
+    """The `instance` variable: the nodes (Prometheus targets) whose agents to show."""
+    return query_variable("instance", "Node", "label_values(greenai_build_info, instance)")
 
 
 def basis_variable() -> Template:
