@@ -1,10 +1,14 @@
-"""The `greenai` command line."""
+"""The `greenai` command line: parse the arguments, load the config, run one command.
+
+With agent.daemon, the root of the package: the only place that wires layers together. Every
+command's expected failures end here, as one `greenai: ...` line and the exit code that
+agent.commands.failures gives them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import io
-import json
 import logging
 import sys
 import threading
@@ -12,13 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent import __version__, cards, config, daemon, doctor, import_cli, jobs_view, prom_source
-from agent.carbon import CarbonModel
-from agent.ledger import annotate_file
-from agent.ledger_schema import AmbiguousJob, LedgerError
-from agent.work import parse_count
-
-EXIT_BAD_INPUT = 2
+from agent import __version__, daemon
+from agent.carbon.model import CarbonModel
+from agent.commands import annotate, card, doctor, failures, import_runs, jobs, report
+from agent.config import settings
+from agent.report.annual import parse_formats
+from agent.report.prometheus import JOBS_DEFAULT_DAYS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     host.add_argument("--cgroupfs", help="root of the host's cgroup filesystem (default /sys/fs/cgroup)")
 
     agent = sub.add_parser("agent", parents=[host], help="run the measuring daemon")
-    agent.add_argument("--listen", help=f"host:port to serve /metrics on (default {config.DEFAULT_LISTEN})")
+    agent.add_argument("--listen", help=f"host:port to serve /metrics on (default {settings.DEFAULT_LISTEN})")
     agent.add_argument("--interval", type=float, metavar="SECONDS", help="sampling interval (default 1)")
     agent.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -58,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "--prometheus",
         metavar="URL",
         help=f"read the fleet's jobs from this Prometheus server instead of a ledger (--since default: "
-        f"{prom_source.JOBS_DEFAULT_DAYS} days; docs/deploy.md)",
+        f"{JOBS_DEFAULT_DAYS} days; docs/deploy.md)",
     )
     job = sub.add_parser("job", parents=[ledger], help="one job's energy", epilog=codes)
     job.add_argument("id", metavar="ID", help="job id (4242), or scheduler:id (slurm:4242) where ids repeat")
@@ -138,107 +141,68 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except failures.EXPECTED as e:
+        return failures.report(e, sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "dashboards":
         return _dashboards(args)
-    try:
-        cfg = config.load(args.config, _overrides(args))
-    except config.ConfigError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.command == "report":
-        return _report(args, cfg)
+    cfg = settings.load(args.config, _overrides(args))
+    if args.command == "agent":
+        return _agent(cfg)
     if args.command == "doctor":
         return doctor.run(cfg, sys.stdout, as_json_output=args.json)
-    if args.command in ("jobs", "job"):
-        return _ledger_view(args, (args.ledger or cfg.ledger.path).absolute(), cfg)
-    if args.command == "card":
-        return _card(args, cfg)
-    if args.command == "annotate":
-        return _annotate(args, (args.ledger or cfg.ledger.path).absolute())
-    if args.command == "import":
-        return import_cli.run(
-            args.format, args.file, args.timezone, (args.ledger or cfg.ledger.path).absolute(), args.json
+    if args.command == "report":
+        return report.run(
+            cfg,
+            args.year,
+            [p.absolute() for p in (args.ledger or [cfg.ledger.path])],
+            args.out,
+            parse_formats(args.format),
+            args.baseline_year,
+            args.anonymize_users,
+            sys.stdout,
+            sys.stderr,
+            prometheus_url=args.prometheus,
         )
-    return _agent(cfg)
-
-
-def _dashboards(args: argparse.Namespace) -> int:
-    from agent import dashboards  # grafanalib only here, never in the agent
-
-    try:
-        written = dashboards.build(args.out)
-    except dashboards.DashboardError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    for path in written:
-        print(path)
-    return 0
-
-
-def _ledger_view(args: argparse.Namespace, path: Path, cfg: config.Config) -> int:
-    # Whatever the locale, a job's name must not end the command with UnicodeEncodeError.
+    if args.command == "card":
+        carbon = CarbonModel.from_config(cfg.carbon, warn=lambda w: print(f"greenai: {w}", file=sys.stderr))
+        subject = (
+            card.Subject("model", args.model) if args.model is not None else card.Subject("job", args.job)
+        )
+        return card.run(args.ledger or [cfg.ledger.path], subject, args.format, carbon, sys.stdout)
+    ledger = (args.ledger or cfg.ledger.path).absolute()
+    if args.command == "annotate":
+        return annotate.run(ledger, args.id, args.node, args.tokens, args.samples, args.json, sys.stdout)
+    if args.command == "import":
+        return import_runs.run(args.format, args.file, args.timezone, ledger, args.json, sys.stdout)
+    # Whatever the locale, a job's name must not end `jobs` or `job` with UnicodeEncodeError.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
     if args.command == "jobs" and args.prometheus is not None:
-        try:
-            since = jobs_view.parse_since(args.since) if args.since is not None else None
-        except ValueError as e:
-            print(f"greenai: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        return prom_source.run_jobs(
-            args.prometheus, since, args.user, args.running, args.json, sys.stdout, sys.stderr
+        return jobs.run_prometheus_jobs(
+            args.prometheus, args.since, args.user, args.running, args.json, sys.stdout
         )
     if args.command == "jobs":
-        return jobs_view.run_jobs(
-            path, args.since, args.user, args.running, args.json, sys.stdout, sys.stderr
-        )
-    try:
-        # Flagged fallbacks (no carbon config) show in the job's intensity_source, not as a warning.
-        carbon = CarbonModel.from_config(cfg.carbon, warn=lambda _: None)
-    except config.ConfigError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return jobs_view.run_job(path, args.id, args.node, args.json, sys.stdout, sys.stderr, carbon)
+        return jobs.run_jobs(ledger, args.since, args.user, args.running, args.json, sys.stdout)
+    # Flagged fallbacks (no carbon config) show in the job's intensity_source, not as a warning.
+    carbon = CarbonModel.from_config(cfg.carbon, warn=lambda _: None)
+    return jobs.run_job(ledger, args.id, args.node, args.json, sys.stdout, carbon)
 
 
-def _card(args: argparse.Namespace, cfg: config.Config) -> int:
-    try:
-        carbon = CarbonModel.from_config(cfg.carbon, warn=lambda w: print(f"greenai: {w}", file=sys.stderr))
-    except config.ConfigError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    subject = cards.Subject("model", args.model) if args.model is not None else cards.Subject("job", args.job)
-    paths = args.ledger or [cfg.ledger.path]
-    return cards.run(paths, subject, args.format, carbon, sys.stdout, sys.stderr)
+def _dashboards(args: argparse.Namespace) -> int:
+    from agent.commands import dashboards  # grafanalib only here, never in the agent
 
-
-def _annotate(args: argparse.Namespace, path: Path) -> int:
-    try:
-        if args.tokens is None and args.samples is None:
-            raise ValueError("give --tokens N, --samples N or both")
-        tokens = None if args.tokens is None else parse_count(args.tokens, "--tokens", text=True)
-        samples = None if args.samples is None else parse_count(args.samples, "--samples", text=True)
-    except ValueError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
-        summary = annotate_file(path, args.id, args.node, tokens, samples)
-    except AmbiguousJob as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except LedgerError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return 1
-    if args.json:
-        print(json.dumps(summary.as_dict(), indent=2))
-    else:
-        counts = {"tokens": summary.tokens, "samples": summary.samples}
-        print(f"{summary.key}: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v is not None))
+    for path in dashboards.build(args.out):
+        print(path)
     return 0
 
 
-def _agent(cfg: config.Config) -> int:
+def _agent(cfg: settings.Config) -> int:
     logging.basicConfig(
         stream=sys.stderr,
         level=cfg.log_level.upper(),
@@ -246,33 +210,8 @@ def _agent(cfg: config.Config) -> int:
     )
     stop = threading.Event()
     daemon.install_signal_handlers(stop)
-    try:
-        daemon.run(cfg, stop)
-    except daemon.StartupError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return e.exit_code
+    daemon.run(cfg, stop)
     return 0
-
-
-def _report(args: argparse.Namespace, cfg: config.Config) -> int:
-    from agent import report  # matplotlib is imported only for this command
-
-    try:
-        formats = report.parse_formats(args.format)
-    except ValueError as e:
-        print(f"greenai: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    ledgers = [p.absolute() for p in (args.ledger or [cfg.ledger.path])]
-    return report.run(
-        cfg,
-        args.year,
-        ledgers,
-        args.out,
-        formats,
-        args.baseline_year,
-        args.anonymize_users,
-        prometheus=args.prometheus,
-    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,12 @@
-"""`greenai agent`: probe the collectors, sample every interval on a monotonic clock, serve /metrics."""
+"""`greenai agent`: probe the collectors, sample every interval on a monotonic clock, serve /metrics.
+
+This is where the agent is wired together, from the config: collectors (agent.live.sources), the
+sampler, job discovery with Slurm and Kubernetes metadata, the ledger behind the accountant's sink,
+live CO2e, and the HTTP server over the published sample. Nothing below imports what it is wired to.
+
+Each interval: sampler -> accountant -> live carbon, and the three results are published as one
+immutable `Published` value, which the next scrape reads whole.
+"""
 
 from __future__ import annotations
 
@@ -7,61 +15,143 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import FrameType
 
-from agent.carbon import CarbonModel
-from agent.carbon_live import LiveCarbon
-from agent.config import Config, ConfigError
-from agent.exporter import MetricsServer, Published, make_registry
-from agent.job_accounting import JobAccounting
-from agent.job_metrics import JobFamilies
-from agent.ledger_schema import LedgerError
-from agent.sampler import Sampler
-from agent.sources import RequiredSourceMissing, Source, devices, probe_sources, require
+from agent.carbon.model import CarbonModel
+from agent.config.checks import ConfigError
+from agent.config.settings import Config
+from agent.export.api import LedgerApi
+from agent.export.job_metrics import JobFamilies
+from agent.export.registry import make_registry
+from agent.export.server import MetricsServer
+from agent.ledger.schema import LedgerError
+from agent.ledger.writer import Ledger
+from agent.live.accounting import Accountant
+from agent.live.carbon import LiveCarbon
+from agent.live.sampler import Sampler
+from agent.live.snapshot import Published
+from agent.live.sources import Source, devices, probe_sources, require
+from agent.live.work import WorkClassifier
 from collectors.base import Clock
+from collectors.jobs.cgroups import JobDiscovery
+from collectors.jobs.kubernetes import PodDirectory
+from collectors.jobs.slurm import SlurmMetadata
+from collectors.nvml.collector import NvmlCollector
+from collectors.workloads import JobInfo, JobKey
 
 log = logging.getLogger("greenai.agent")
 
 
-class StartupError(Exception):
-    """The agent cannot start; the message is one line for the operator."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
 def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) -> None:
-    """Run until `stop` is set. Raises StartupError when the agent cannot start."""
+    """Run until `stop` is set.
+
+    Raises ConfigError when the config cannot work here (carbon data, ledger path, listen address),
+    SourceMissing when the node cannot be measured as configured.
+    """
     try:
         carbon = CarbonModel.from_config(config.carbon)
     except ConfigError as e:
-        raise StartupError(f"carbon: {e}", exit_code=2) from None
+        raise ConfigError(f"carbon: {e}") from None
     sources = probe_sources(config, clock)
     for s in sources:
         log.info("collector %s: %s: %s", s.name, s.probe.status.value, s.probe.reason)
         for note in s.probe.notes:
             log.info("collector %s: %s", s.name, note)
-    try:
-        require(sources)
-    except RequiredSourceMissing as e:
-        raise StartupError(str(e)) from None
-    active = [s.collector for s in sources if s.collector is not None and s.active]
-    if not active:
-        raise StartupError("no energy source works on this node; run `greenai doctor` to see why")
-
-    sampler = Sampler(active, clock, devices=devices(sources))
+    sampler = Sampler(require(sources), clock, devices=devices(sources))
     try:
         jobs = JobAccounting.open(config, sources, clock, carbon)
     except LedgerError as e:
         sampler.close()
-        raise StartupError(f"ledger.path: {e}", exit_code=2) from None
+        raise ConfigError(f"ledger.path: {e}") from None
     try:
         _serve(config, sources, sampler, jobs, LiveCarbon(carbon, config.node_name, time.time), stop, clock)
     finally:
         jobs.close()
         sampler.close()
         log.info("stopped")
+
+
+@dataclass
+class JobAccounting:
+    """The per-job side of the agent: discovery, metadata look-ups, the ledger, the accountant.
+
+    `open()` builds them; `close()` stops their threads and writes the ledger's last rows.
+    """
+
+    discovery: JobDiscovery
+    ledger: Ledger
+    accountant: Accountant
+    slurm: SlurmMetadata | None
+    pods: PodDirectory | None
+    carbon: CarbonModel | None = None
+    """Prices /api/v1/jobs/<id> in CO2e; built once at start-up from `carbon:`."""
+
+    @property
+    def api(self) -> LedgerApi:
+        """/api/v1/jobs from the ledger plus what it has not written yet."""
+        return LedgerApi(self.ledger, self.carbon)
+
+    @classmethod
+    def open(
+        cls, config: Config, sources: list[Source], clock: Clock, carbon: CarbonModel | None = None
+    ) -> JobAccounting:
+        """Build everything; raises LedgerError when the ledger cannot be opened."""
+        ledger = Ledger(config.ledger.path, config.node_name, flush_seconds=config.ledger.flush_seconds)
+        slurm = (
+            SlurmMetadata(config.slurm.scontrol, config.slurm.refresh_seconds, clock)
+            if config.slurm.scontrol
+            else None
+        )
+        k = config.kubernetes
+        pods = (
+            PodDirectory(k.pods_url, config.node_name, k.token_file, k.ca_file, k.refresh_seconds)
+            if k.pods_url
+            else None
+        )
+        if pods is not None:
+            pods.start()
+
+        def metadata(key: JobKey) -> JobInfo | None:
+            return slurm.get(key.job_id) if slurm is not None and key.scheduler == "slurm" else None
+
+        fallback = {"auto": None, "true": True, "false": False}[config.slurm.environ_fallback]
+        discovery = JobDiscovery(
+            config.host.procfs,
+            config.host.cgroupfs,
+            config.node_name,
+            clock,
+            metadata=metadata,
+            pods=pods,
+            environ_fallback=fallback,
+        )
+        nvml = next(
+            (s.collector for s in sources if s.active and isinstance(s.collector, NvmlCollector)), None
+        )
+        accountant = Accountant(
+            discovery,
+            time.time,
+            devices=devices(sources),
+            gpus=nvml,
+            ledger=ledger,
+            idle_policy=config.attribution.idle_policy,
+            grace_seconds=config.jobs.grace_seconds,
+            max_job_series=config.jobs.max_job_series,
+            previously_running={
+                s.key: s.last_seen for s in ledger.live_jobs(running=True) if s.node == ledger.node
+            },
+            work=WorkClassifier(config.work.rules, str(config.host.procfs), discovery.job_pids),
+        )
+        return cls(discovery, ledger, accountant, slurm, pods, carbon)
+
+    def close(self) -> None:
+        """Stop the helper threads and write what the ledger still holds."""
+        if self.slurm is not None:
+            self.slurm.close()
+        if self.pods is not None:
+            self.pods.close()
+        self.discovery.close()
+        self.ledger.close()
 
 
 def _serve(
@@ -74,13 +164,14 @@ def _serve(
     clock: Clock,
 ) -> None:
     def sample() -> Published:
-        snap = sampler.tick()
-        return snap, carbon.update(snap, jobs.accountant.account(snap))
+        node = sampler.tick()
+        accounted = jobs.accountant.account(node)
+        return Published(node, accounted, carbon.update(node, accounted))
 
     published = [sample()]  # the first read of every counter is its baseline
 
     def publish() -> None:
-        # A scrape reads published[0] once; replacing it whole keeps node and jobs from one sample.
+        # A scrape reads published[0] once; replacing it whole keeps node, jobs and CO2e from one sample.
         published[0] = sample()
 
     host, port = config.listen_address
@@ -90,9 +181,8 @@ def _serve(
     try:
         server = MetricsServer(host, port, registry, jobs.api, config.api.allow_annotate)
     except OSError as e:
-        raise StartupError(
-            f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`",
-            exit_code=2,
+        raise ConfigError(
+            f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`"
         ) from None
     server.start()
     shown = f"[{host}]" if ":" in host else host

@@ -282,12 +282,14 @@ def profile(count: int, processes: int, ticks: int, top: int) -> None:
     import io
     import pstats
 
-    from agent import config as agent_config
-    from agent.exporter import make_registry, render
-    from agent.job_accounting import JobAccounting
-    from agent.job_metrics import JobsCollector
-    from agent.sampler import Sampler
-    from agent.sources import devices, probe_sources
+    from agent.config import settings as agent_config
+    from agent.daemon import JobAccounting
+    from agent.export.job_metrics import JobFamilies
+    from agent.export.registry import make_registry
+    from agent.export.server import render
+    from agent.live.sampler import Sampler
+    from agent.live.snapshot import Published
+    from agent.live.sources import devices, probe_sources, require
 
     jobs = Jobs(count, max(1, processes // count))
     try:
@@ -299,27 +301,27 @@ def profile(count: int, processes: int, ticks: int, top: int) -> None:
                 path.write_text(_config_text(root, count, scontrol=False, sysfs=tree.root))
                 cfg = agent_config.load(path, {"interval_seconds": INTERVAL})
                 sources = probe_sources(cfg, time.monotonic)
-                sampler = Sampler(
-                    [s.collector for s in sources if s.collector is not None and s.active],
-                    time.monotonic,
-                    devices=devices(sources),
-                )
+                sampler = Sampler(require(sources), time.monotonic, devices=devices(sources))
                 accounting = JobAccounting.open(cfg, sources, time.monotonic)
                 try:
                     statuses = {s.name: s.probe.status for s in sources}
-                    collector = JobsCollector(
-                        lambda: accounting.accountant.snapshot, cfg.jobs.labels, accounting.ledger
-                    )
-                    registry = make_registry(lambda: sampler.snapshot, cfg.node_name, statuses, collector)
+                    families = JobFamilies(cfg.jobs.labels, accounting.ledger)
+                    published = [Published(sampler.snapshot)]
+                    registry = make_registry(lambda: published[0], cfg.node_name, statuses, families)
+
+                    def tick() -> None:
+                        node = sampler.tick()
+                        published[0] = Published(node, accounting.accountant.account(node))
+
                     for _ in range(5):  # baselines and first sightings
                         tree.advance(INTERVAL)
-                        accounting.accountant.account(sampler.tick())
+                        tick()
                     tick_profile, render_profile = cProfile.Profile(), cProfile.Profile()
                     started = time.process_time()
                     for _ in range(ticks):
                         tree.advance(INTERVAL)
                         tick_profile.enable()
-                        accounting.accountant.account(sampler.tick())
+                        tick()
                         tick_profile.disable()
                         time.sleep(INTERVAL)
                     tick_cpu = time.process_time() - started

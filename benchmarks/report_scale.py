@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.ledger import Ledger  # noqa: E402
+from agent.ledger.writer import Ledger  # noqa: E402
 
 YEAR = 2025
 LIMIT_S = 30.0

@@ -15,6 +15,8 @@ Clock = Callable[[], float]
 """A monotonic clock in seconds; tests pass a fake one they step by hand."""
 
 COMPONENTS = ("cpu", "dram", "gpu", "platform")
+NOT_IN_TOTAL = frozenset({"platform"})
+"""Components that overlap others (psys includes package and dram), so a total would count them twice."""
 SOURCES = ("rapl", "nvml", "estimate")
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting import Accountant, JobsSnapshot
-from agent.sampler import Sampler, Snapshot
-from collectors.cgroups import JobDiscovery
+from agent.live.accounting import Accountant
+from agent.live.sampler import Sampler
+from agent.live.snapshot import JobsSnapshot, Snapshot
 from collectors.estimate import EstimateCollector
+from collectors.jobs.cgroups import JobDiscovery
 from collectors.workloads import JobKey
 from tests.fakes.cgroups import GeneratedCgroups
 from tests.fakes.clock import FakeClock

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.attribution import (
+from agent.live.attribution import (
     Attribution,
     GpuInterval,
     GpuParty,

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from agent.carbon import CarbonModel, Emissions, Site, embodied_g, hour_emissions, total
-from agent.carbon_data import (
+from agent.carbon.data import (
     AWS_REGIONS,
     AZURE_REGIONS,
     G_PER_KWH_PER_LB_PER_MWH,
     CodecarbonData,
     codecarbon_data_dir,
 )
-from agent.carbon_series import IntensityCsvError, read_series
+from agent.carbon.model import CarbonModel, Emissions, Site, embodied_g, hour_emissions, total
+from agent.carbon.series import IntensityCsvError, read_series
 from agent.cli import main
-from agent.config import load
-from agent.config_carbon import CarbonConfig, SiteConfig
+from agent.config.carbon import CarbonConfig, SiteConfig
+from agent.config.settings import load
 
 JAN_2024 = int(datetime(2024, 1, 15, tzinfo=timezone.utc).timestamp())
 JUL_2024 = int(datetime(2024, 7, 15, tzinfo=timezone.utc).timestamp())

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from huggingface_hub import ModelCard, ModelCardData
 
-from agent.carbon import SECONDS_PER_YEAR, CarbonModel
-from agent.cards import energy_text, mass_text
+from agent.carbon.model import CarbonModel
 from agent.cli import main
-from agent.config import load
-from agent.job_accounting import LedgerApi
-from agent.ledger import Ledger
+from agent.commands.card import energy_text, mass_text
+from agent.config.settings import load
+from agent.export.api import LedgerApi
+from agent.ledger.writer import Ledger
+from agent.units import SECONDS_PER_YEAR
 from collectors.workloads import JobInfo, JobKey
 
 T0 = 1_714_521_600  # 2024-05-01T00:00:00Z, an hour start

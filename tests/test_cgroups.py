@@ -13,8 +13,8 @@ from typing import ClassVar
 
 import pytest
 
-from collectors.cgroups import JobDiscovery
-from collectors.kubernetes import PodDirectory
+from collectors.jobs.cgroups import JobDiscovery
+from collectors.jobs.kubernetes import PodDirectory
 from collectors.workloads import JobInfo, JobKey, UsageScan
 from tests.fakes.cgroups import (
     UNIFIED,

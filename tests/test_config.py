@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
 from agent.cli import main
+from agent.config import settings
 from tests.processes import run_greenai
 
 BAD_CONFIGS = [
@@ -106,8 +106,8 @@ def test_subprocess_prints_no_traceback(tmp_path: Path) -> None:
 
 
 def test_defaults_and_every_key(tmp_path: Path) -> None:
-    defaults = config.load(None)
-    assert defaults.listen_address == ("127.0.0.1", config.DEFAULT_PORT)
+    defaults = settings.load(None)
+    assert defaults.listen_address == ("127.0.0.1", settings.DEFAULT_PORT)
     assert defaults.interval_seconds == 1.0
     assert defaults.collectors.rapl.enabled == "auto"
 
@@ -125,7 +125,7 @@ def test_defaults_and_every_key(tmp_path: Path) -> None:
         "  estimate: {enabled: auto, cpu_tdp_watts: 120, cpu_idle_watts: 30, memory_watts_per_gb: 0.5}\n"
         "jobs: {labels: [project, phase, model, user]}\n"
     )
-    cfg = config.load(path)
+    cfg = settings.load(path)
     assert cfg.node_name == "gpu-node-7"
     assert cfg.interval_seconds == 0.5
     assert cfg.listen_address == ("::1", 9900)
@@ -141,7 +141,7 @@ def test_defaults_and_every_key(tmp_path: Path) -> None:
 def test_flags_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("listen: 127.0.0.1:9000\ninterval_seconds: 2\nhost: {sysfs: /a, procfs: /b}\n")
-    cfg = config.load(path, {"listen": "0.0.0.0:9100", "host": {"sysfs": "/c"}})
+    cfg = settings.load(path, {"listen": "0.0.0.0:9100", "host": {"sysfs": "/c"}})
     assert cfg.listen == "0.0.0.0:9100"
     assert cfg.interval_seconds == 2.0
     assert cfg.host.sysfs == Path("/c") and cfg.host.procfs == Path("/b")
@@ -150,4 +150,4 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
 def test_empty_file_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("# nothing set\n")
-    assert config.load(path).listen == config.DEFAULT_LISTEN
+    assert settings.load(path).listen == settings.DEFAULT_LISTEN

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from agent import cli, dashboards
+from agent import cli
+from agent.commands import dashboards
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "dashboards"

@@ -7,7 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from agent import config, doctor
+from agent.commands import doctor
+from agent.config import settings
 from tests.fakes.nvml import FakeGpu, write_state
 from tests.fakes.powercap import PowercapTree, server_zones
 from tests.privileges import unprivileged
@@ -67,7 +68,7 @@ def test_root_only_rapl_is_permission_denied_with_the_fix(sysfs: Path) -> None:
     with PowercapTree(sysfs, zones) as tree:
         for zone in zones:
             tree.make_root_only(zone)
-        cfg = config.load(None, {"host": {"sysfs": str(sysfs)}, "collectors": {"nvml": {"enabled": False}}})
+        cfg = settings.load(None, {"host": {"sysfs": str(sysfs)}, "collectors": {"nvml": {"enabled": False}}})
         out = io.StringIO()
         with unprivileged():
             code = doctor.run(cfg, out)
@@ -106,5 +107,5 @@ def test_job_accounting_checks(tmp_path: Path) -> None:
     assert checks["slurm"]["status"] != "found" and "/nonexistent/scontrol" in checks["slurm"]["reason"]
     assert checks["jobs"]["status"] == "found" and "cgroup" in checks["jobs"]["reason"]
     with unprivileged():
-        probe = doctor.job_checks(config.load(None, {"ledger": {"path": "/root/greenai/ledger.db"}}))[-1][1]
+        probe = doctor.job_checks(settings.load(None, {"ledger": {"path": "/root/greenai/ledger.db"}}))[-1][1]
     assert probe.status.value == "permission denied" and "ledger.path" in probe.fix

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sampler import Sampler
+from agent.live.sampler import Sampler
 from collectors.base import Status
 from collectors.estimate import EstimateCollector
 from collectors.tdp import codecarbon_table, load_table, match

@@ -6,11 +6,10 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.accounting import JobSeries, JobsSnapshot
-from agent.carbon_live import CarbonTotals
-from agent.exporter import make_registry, render
-from agent.job_metrics import JobFamilies
-from agent.sampler import EnergyRow, Snapshot
+from agent.export.job_metrics import JobFamilies
+from agent.export.registry import make_registry
+from agent.export.server import render
+from agent.live.snapshot import CarbonTotals, EnergyRow, JobSeries, JobsSnapshot, Published, Snapshot
 from collectors.base import Device, Status
 from collectors.workloads import JobInfo, JobKey
 
@@ -36,8 +35,8 @@ def _snapshot() -> Snapshot:
     )
 
 
-def _published() -> tuple[Snapshot, None]:
-    return _snapshot(), None
+def _published() -> Published:
+    return Published(_snapshot())
 
 
 def _samples(node_name: str = "node-1") -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -93,11 +92,11 @@ def test_project_and_phase_labels_and_the_site_gauges() -> None:
     key = JobKey("slurm", "42")
     jobs = JobsSnapshot(
         jobs=(JobSeries(key, JobInfo(project="llm", phase="pretraining"), {"gpu": 10.0}, None),),
-        co2=CarbonTotals("main", "DE", 300.0, pue=1.4, cfe_ratio=0.25, jobs_g={key: {"location": 2.0}}),
     )
+    co2 = CarbonTotals("main", "DE", 300.0, pue=1.4, cfe_ratio=0.25, jobs_g={key: {"location": 2.0}})
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in JobFamilies(labels=("project", "phase")).families(jobs)
+        for family in JobFamilies(labels=("project", "phase")).families(jobs, co2)
         for s in family.samples
     }
     work = {("job_id", "42"), ("scheduler", "slurm"), ("project", "llm"), ("phase", "pretraining")}

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.prom_source import PromClient, hourly
+from agent.report.prometheus import PromClient, hourly
 from tests.fakes.cgroups import RealCgroups, real_cgroups_missing
 from tests.fakes.nvml import FakeGpu, FakeProcess, write_state
 from tests.fakes.powercap import PowercapTree, server_zones

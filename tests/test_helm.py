@@ -21,7 +21,7 @@ import jsonschema
 import pytest
 import yaml
 
-from agent import config as agent_config
+from agent.config import settings as agent_config
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "greenai-agent"

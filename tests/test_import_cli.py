@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Ledger
-from agent.ledger_import import hour_shares
+from agent.ledger.imports import hour_shares
+from agent.ledger.writer import Ledger
 from collectors.workloads import JobKey
 from tests.codecarbon_run import tracked_run
 from tests.fakes.cgroups import RealCgroups, real_cgroups_missing

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.importers import ImportedRun, ImportFileError, parse_codecarbon_csv, parse_runs_csv
+from agent.ledger.import_files import ImportedRun, ImportFileError, parse_codecarbon_csv, parse_runs_csv
 from collectors.workloads import JobKey
 from tests.codecarbon_run import tracked_run
 

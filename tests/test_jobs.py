@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.accounting import Accountant, JobsSnapshot
-from agent.sampler import Sampler, Snapshot
-from collectors.cgroups import JobDiscovery
+from agent.live.accounting import Accountant
+from agent.live.sampler import Sampler
+from agent.live.snapshot import JobsSnapshot, Snapshot
 from collectors.estimate import EstimateCollector
+from collectors.jobs.cgroups import JobDiscovery
 from collectors.workloads import JobKey
 from tests.fakes.cgroups import UNIFIED, V1, RealCgroups, real_cgroups_missing
 from tests.fakes.nvml import FakeGpu, FakeProcess, write_state

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from agent import jobs_view
 from agent.cli import main
-from agent.ledger import Ledger
-from agent.ledger_read import JobSummary
+from agent.commands import jobs as jobs_command
+from agent.ledger.read import JobSummary
+from agent.ledger.writer import Ledger
 from collectors.workloads import JobInfo, JobKey
 from tests.privileges import unprivileged
 from tests.processes import run_greenai
@@ -73,7 +73,7 @@ def test_jobs_lists_every_job_in_a_table_of_100_columns(
     code, out, err = cli(capsys, "jobs", "--ledger", str(ledger_path))
     assert code == 0, err
     lines = out.splitlines()
-    assert lines[0].split() == [h for h, _, _ in jobs_view.COLUMNS]
+    assert lines[0].split() == [h for h, _, _ in jobs_command.COLUMNS]
     assert len(lines) == 5 and all(len(line) <= 100 for line in lines), out
     alice = next(line for line in lines if "alice" in line).split()
     assert alice == [
@@ -233,7 +233,8 @@ def test_hostile_names_keep_the_table_to_one_line_per_job(tmp_path: Path) -> Non
 
 def test_end_is_utc_time_of_day_with_the_days_after_the_start() -> None:
     def end(start: float, stop: float | None) -> str:
-        return jobs_view._end(JobSummary("slurm", "1", "n", JobInfo(), start, stop, stop or start, {}))
+        job = JobSummary("slurm", "1", "n", JobInfo(), start, stop, stop or start, {})
+        return jobs_command.end_column(job)
 
     assert end(T0 + 3600, T0 + 7200) == "02:00"
     assert end(T0 + 23 * 3600, T0 + 25 * 3600) == "01:00+1d"
@@ -241,11 +242,11 @@ def test_end_is_utc_time_of_day_with_the_days_after_the_start() -> None:
 
 
 def test_cells_are_cut_and_padded_by_terminal_columns() -> None:
-    assert jobs_view.cell("漢字漢字", 5) == "漢字…"
-    assert jobs_view.cell("e\u0301", 3) == "e\u0301  "
-    assert jobs_view.cell("12", 5, right=True) == "   12"
-    assert jobs_view.number(1234.5, 5) == "1234" and jobs_view.number(123456, 5) == "1e+05"
-    assert [jobs_view.duration(s) for s in (59, 3599, 7260, 360000, 9_000_000)] == [
+    assert jobs_command.cell("漢字漢字", 5) == "漢字…"
+    assert jobs_command.cell("e\u0301", 3) == "e\u0301  "
+    assert jobs_command.cell("12", 5, right=True) == "   12"
+    assert jobs_command.number(1234.5, 5) == "1234" and jobs_command.number(123456, 5) == "1e+05"
+    assert [jobs_command.duration(s) for s in (59, 3599, 7260, 360000, 9_000_000)] == [
         "0m59s",
         "59m59s",
         "2h01m",
@@ -255,7 +256,7 @@ def test_cells_are_cut_and_padded_by_terminal_columns() -> None:
 
 
 def test_table_numbers_never_hide_a_small_figure() -> None:
-    from agent.jobs_view import number
+    from agent.commands.jobs import number
 
     assert [number(v, 5) for v in (0.0, 0.0001, 0.0007, 12.3456, 123456.0)] == [
         "0",

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import ledger_schema
-from agent.ledger import Ledger, hour_of
-from agent.ledger_read import open_readonly
-from agent.ledger_schema import LedgerError
+from agent.ledger import schema as ledger_schema
+from agent.ledger.read import open_readonly
+from agent.ledger.schema import LedgerError
+from agent.ledger.writer import Ledger
+from agent.units import hour_of
 from collectors.workloads import JobInfo, JobKey
 from tests.fakes.clock import FakeClock
 from tests.processes import REPO, wait_for
@@ -194,7 +195,7 @@ def test_a_restarted_agent_continues_the_same_record(path: Path, clock: FakeCloc
 CRASH_SCRIPT = """
 import sys, time
 from pathlib import Path
-from agent.ledger import Ledger
+from agent.ledger.writer import Ledger
 from collectors.workloads import JobInfo, JobKey
 from tests.test_ledger import tick, T0
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from collectors.nvml import NOT_FOUND_REASON
+from collectors.nvml.collector import NOT_FOUND_REASON
 from tests.fakes.nvml import (
     NVML_ERROR_FUNCTION_NOT_FOUND,
     NVML_ERROR_NOT_SUPPORTED,

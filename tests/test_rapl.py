@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.sampler import Sampler
+from agent.live.sampler import Sampler
 from collectors.base import Collector, CollectorError, Status
 from collectors.rapl import RaplCollector
 from tests.fakes.clock import FakeClock

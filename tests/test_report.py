@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from agent import config
-from agent.carbon import CarbonModel
+from agent.carbon.model import CarbonModel
 from agent.cli import main
-from agent.ledger import Ledger
-from agent.report import make_report, write_report
+from agent.config import settings
+from agent.ledger.writer import Ledger
+from agent.report.annual import make_report, write_report
 from collectors.workloads import JobInfo, JobKey
 from tests.fakes.clock import FakeClock
 from tests.processes import REPO
@@ -98,7 +98,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "UPDATE jobs SET origin = 'csv:bloom', location = 'FRA', pue = 1.0, intensity_g_per_kwh = 57, "
             "tokens = 366000000000 WHERE job_id = 'bloom-176b'"
         )
-    cfg = config.load(cfg_path)
+    cfg = settings.load(cfg_path)
     model = CarbonModel.from_config(cfg.carbon)
     doc = make_report(cfg, 2024, [a, b], baseline_year=2023)
     return {"tmp": tmp, "cfg": cfg, "cfg_path": cfg_path, "ledgers": [a, b], "doc": doc, "model": model}

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from collectors.base import Status
-from collectors.slurm import MAX_NAME_CHARS, SlurmJob, SlurmMetadata, parse_json, parse_text
+from collectors.jobs.slurm import MAX_NAME_CHARS, SlurmJob, SlurmMetadata, parse_json, parse_text
 from collectors.workloads import JobInfo
 from tests.processes import REPO, AgentProcess, free_port, http_get, run_greenai, wait_for
 from tests.slurm import CGROUP_ROOT, SlurmCluster, cgroup_v2_only, missing_binaries
@@ -491,14 +491,18 @@ def test_epilog_without_agent_or_output_exits_zero_quickly(
     env_path = f"{tmp_path}:/usr/bin:/bin"  # no greenai on PATH
     env = {"PATH": env_path, **slurm_cluster.env, "SLURM_JOB_ID": with_output.job_id}
     env |= {"SLURM_JOB_UID": str(NOBODY), "GREENAI_API_URL": closed_port}
-    result = subprocess.run([sys.executable, str(EPILOG)], env=env, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(EPILOG)], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0
     assert "greenai not found" in result.stderr
     assert out.read_text() == "hi\n"
     assert time.monotonic() - started < 10
 
     for bad in ({}, {"SLURM_JOB_ID": "1;rm", "SLURM_JOB_UID": "0"}):
-        result = subprocess.run([sys.executable, str(EPILOG)], env={"PATH": env_path, **bad}, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, str(EPILOG)], env={"PATH": env_path, **bad}, capture_output=True, text=True
+        )
         assert result.returncode == 0 and "nothing to do" in result.stderr
 
 
@@ -696,7 +700,9 @@ def _epilog_falls_back_to_the_cli(
         "GREENAI_CONFIG": str(cfg),
         "GREENAI_API_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
     }
-    result = subprocess.run([sys.executable, str(EPILOG)], env=env, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, str(EPILOG)], env=env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 0, result.stderr
     assert "trying the greenai CLI" in result.stderr and "appended" in result.stderr, result.stderr
     text = out.read_text()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from agent import config
+from agent.config import settings
 from tests.fakes.nvml import FakeGpu, write_state
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,13 +107,13 @@ def test_unit_settings() -> None:
 
 
 def test_default_config_loads_with_the_service_values() -> None:
-    cfg = config.load(CONFIG)
+    cfg = settings.load(CONFIG)
     assert cfg.listen == "127.0.0.1:9877"
     assert cfg.interval_seconds == 1.0
     # The ledger sits in the unit's StateDirectory, the only path the service may write.
     assert cfg.ledger.path == Path("/var/lib/greenai/ledger.db")
     assert cfg.ledger.flush_seconds == 5.0
-    assert cfg.host == config.HostPaths()
+    assert cfg.host == settings.HostPaths()
     assert cfg.collectors.rapl.enabled == "auto"
     assert cfg.collectors.nvml.enabled == "auto"
     assert cfg.collectors.estimate.enabled == "auto"
@@ -123,7 +123,7 @@ def test_default_config_loads_with_the_service_values() -> None:
     assert cfg.api.allow_annotate is False
     assert cfg.work.rules == ()
     # Everything written out is a default: the file documents them without changing behaviour.
-    defaults = config.load(None)
+    defaults = settings.load(None)
     assert cfg.collectors == defaults.collectors
     assert cfg.jobs == defaults.jobs and cfg.slurm == defaults.slurm and cfg.kubernetes == defaults.kubernetes
 

@@ -16,17 +16,19 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent import config
-from agent.accounting import Accountant
-from agent.exporter import MetricsServer
-from agent.job_accounting import LedgerApi
-from agent.ledger import Ledger
-from agent.ledger_read import JOULES_PER_KWH, open_readonly
-from agent.ledger_schema import MIGRATIONS, SCHEMA_VERSION
-from agent.sampler import Sampler
-from agent.work import Work, WorkClassifier, WorkRule, classify, parse_rules
-from collectors.cgroups import JobDiscovery
+from agent.config import settings
+from agent.config.work import WorkRule, parse_rules
+from agent.export.api import LedgerApi
+from agent.export.server import MetricsServer
+from agent.ledger.read import open_readonly
+from agent.ledger.schema import MIGRATIONS, SCHEMA_VERSION
+from agent.ledger.writer import Ledger
+from agent.live.accounting import Accountant
+from agent.live.sampler import Sampler
+from agent.live.work import Work, WorkClassifier, classify
+from agent.units import JOULES_PER_KWH
 from collectors.estimate import EstimateCollector
+from collectors.jobs.cgroups import JobDiscovery
 from collectors.workloads import JobInfo, JobKey
 from tests.fakes.cgroups import RealCgroups, real_cgroups_missing
 from tests.processes import AgentProcess, run_greenai, wait_for
@@ -81,10 +83,10 @@ def test_a_declaration_wins_per_field_over_the_rules() -> None:
     assert classify(SLURM, info, (), {}) == Work()
 
 
-def _load(tmp_path: Path, text: str) -> config.Config:
+def _load(tmp_path: Path, text: str) -> settings.Config:
     path = tmp_path / "greenai.yaml"
     path.write_text(text)
-    return config.load(path)
+    return settings.load(path)
 
 
 @pytest.mark.parametrize(
@@ -101,7 +103,7 @@ def _load(tmp_path: Path, text: str) -> config.Config:
     ],
 )  # fmt: skip
 def test_bad_rules_are_one_line_errors_naming_the_entry(tmp_path: Path, text: str, problem: str) -> None:
-    with pytest.raises(config.ConfigError) as e:
+    with pytest.raises(settings.ConfigError) as e:
         _load(tmp_path, text + "\n")
     assert problem in str(e.value)
     assert "\n" not in str(e.value)
@@ -147,7 +149,7 @@ def test_a_job_declares_its_work_in_its_environment(
     ledger = Ledger(tmp_path / "ledger.db", "vm", background=False)
     work = WorkClassifier(rules, str(PROC), job_pids)
     accountant = Accountant(discovery, time.time, probe.devices, ledger=ledger, work=work)
-    with caplog.at_level(logging.WARNING, logger="agent.work"):
+    with caplog.at_level(logging.WARNING, logger="greenai.work"):
         for _ in range(40):
             accountant.account(sampler.tick())
     ledger.close()

@@ -15,9 +15,10 @@ import json
 import sys
 from typing import Any
 
-from agent.sampler import Sampler, Snapshot
+from agent.live.sampler import Sampler
+from agent.live.snapshot import Snapshot
 from collectors.base import Device, Probe
-from collectors.nvml import NvmlCollector
+from collectors.nvml.collector import NvmlCollector
 from collectors.workloads import GpuProcess, GpuUsage
 
 

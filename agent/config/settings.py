@@ -1,0 +1,277 @@
+"""The agent's configuration: one YAML file, every key optional, validated into frozen dataclasses.
+
+A problem in the file is a ConfigError whose message is one line naming the file, the key and what
+to do; the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.config import checks
+from agent.config.carbon import CarbonConfig, carbon_section
+from agent.config.checks import ConfigError
+from agent.config.work import WorkRule, parse_rules
+
+DEFAULT_PORT = 9877
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where the host's filesystems are: other than / inside a container that mounts them."""
+
+    sysfs: Path = Path("/sys")
+    procfs: Path = Path("/proc")
+    cgroupfs: Path = Path("/sys/fs/cgroup")
+
+
+def default_ledger_path() -> Path:
+    """/var/lib/greenai/ledger.db for root (the system service); the user's state directory otherwise."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/greenai/ledger.db")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "greenai" / "ledger.db"
+
+
+@dataclass(frozen=True)
+class LedgerConfig:
+    path: Path = field(default_factory=default_ledger_path)
+    flush_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class RaplConfig:
+    enabled: str = "auto"
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    enabled: str = "auto"
+    reprobe_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """Options of the estimate collector; None means "work it out from the hardware"."""
+
+    enabled: str = "auto"
+    cpu_tdp_watts: float | None = None
+    cpu_idle_watts: float | None = None
+    cpu_idle_fraction: float = 0.3
+    memory_watts_per_gb: float = 0.375
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    idle_policy: str = "share"
+    """share: idle CPU power is split among jobs by allocation (or usage); node: it stays unattributed."""
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    grace_seconds: float = 300.0
+    """How long a finished job's series stay on /metrics."""
+    max_job_series: int = 1000
+    """At most this many jobs on /metrics; the rest is summed in greenai_jobs_unexported_energy_joules."""
+    labels: tuple[str, ...] = ()
+    """Extra labels on job series, from: user, account, name, partition, project, phase, model (the
+    last three from agent.live.work); they go on greenai_job_energy_joules and greenai_job_co2_grams."""
+
+
+@dataclass(frozen=True)
+class SlurmConfig:
+    scontrol: str = "scontrol"
+    """scontrol to ask for job metadata, by path or name on PATH; "" turns the look-ups off."""
+    refresh_seconds: float = 60.0
+    environ_fallback: str = "auto"
+    """Find jobs by SLURM_JOB_ID in process environments (proctrack/linuxproc): auto: only while no
+    Slurm job cgroup exists; true; false."""
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    pods_url: str = ""
+    """Kubelet /pods or API server pods URL, to name pods; "" leaves the pod UID as the job id."""
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    refresh_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class WorkConfig:
+    rules: tuple[WorkRule, ...] = ()
+    """Ordered; the first rule that matches a job gives its project, phase and model (agent.config.work)."""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    allow_annotate: bool = False
+    """Accept POST /api/v1/jobs/<id>/annotate when listening on an address other than loopback."""
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    rapl: RaplConfig = field(default_factory=RaplConfig)
+    nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    node_name: str = field(default_factory=socket.gethostname)
+    interval_seconds: float = 1.0
+    listen: str = DEFAULT_LISTEN
+    log_level: str = "info"
+    host: HostPaths = field(default_factory=HostPaths)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
+    work: WorkConfig = field(default_factory=WorkConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    carbon: CarbonConfig = field(default_factory=CarbonConfig)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(value: Any) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:port`) into its parts; raises ValueError on anything else."""
+    host, sep, port_text = checks.text(value).rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"must be host:port, such as {DEFAULT_LISTEN}; got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port must be a number from 0 to 65535; got {port_text!r}")
+    return host, int(port_text)
+
+
+def _listen(value: Any) -> str:
+    parse_listen(value)
+    return checks.text(value)
+
+
+# ---- the schema: dotted key -> checker; a section is a nested dict ----
+
+SCHEMA: checks.Schema = {
+    "node_name": checks.text,
+    "interval_seconds": checks.number(0.05, 3600),
+    "listen": _listen,
+    "log_level": checks.choice("debug", "info", "warning", "error", fold_case=True),
+    "host": {"sysfs": checks.path, "procfs": checks.path, "cgroupfs": checks.path},
+    "ledger": {"path": checks.path, "flush_seconds": checks.number(0.1, 3600)},
+    "collectors": {
+        "rapl": {"enabled": checks.enabled},
+        "nvml": {"enabled": checks.enabled, "reprobe_seconds": checks.number(0.1, 86400)},
+        "estimate": {
+            "enabled": checks.enabled,
+            "cpu_tdp_watts": checks.optional(checks.number(0, 10000, low_inclusive=False)),
+            "cpu_idle_watts": checks.optional(checks.number(0, 10000)),
+            "cpu_idle_fraction": checks.number(0, 1),
+            "memory_watts_per_gb": checks.number(0, 100),
+        },
+    },
+    "attribution": {"idle_policy": checks.choice("share", "node")},
+    "jobs": {
+        "grace_seconds": checks.number(0, 30 * 86400),
+        "max_job_series": checks.integer(1, 1_000_000),
+        "labels": checks.subset("user", "account", "name", "partition", "project", "phase", "model"),
+    },
+    "slurm": {
+        "scontrol": checks.program,
+        "refresh_seconds": checks.number(1, 86400),
+        "environ_fallback": checks.enabled,
+    },
+    "kubernetes": {
+        "pods_url": checks.url,
+        "token_file": checks.optional(checks.path),
+        "ca_file": checks.optional(checks.path),
+        "refresh_seconds": checks.number(1, 86400),
+    },
+    "work": {"rules": parse_rules},
+    "api": {"allow_annotate": checks.flag},
+    "carbon": carbon_section,
+}
+
+
+def _build(values: Mapping[str, Any]) -> Config:
+    c = values.get("collectors", {})
+    sections = {
+        "host": HostPaths,
+        "ledger": LedgerConfig,
+        "attribution": AttributionConfig,
+        "jobs": JobsConfig,
+        "slurm": SlurmConfig,
+        "kubernetes": KubernetesConfig,
+        "work": WorkConfig,
+        "api": ApiConfig,
+    }
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in (*sections, "collectors")}
+    kwargs.update({name: cls(**values.get(name, {})) for name, cls in sections.items()})
+    return Config(
+        **kwargs,
+        collectors=CollectorsConfig(
+            rapl=RaplConfig(**c.get("rapl", {})),
+            nvml=NvmlConfig(**c.get("nvml", {})),
+            estimate=EstimateConfig(**c.get("estimate", {})),
+        ),
+    )
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read and validate the config file (None: all defaults), then apply command-line overrides.
+
+    `overrides` is a nested mapping like the file's, e.g. {"listen": "0.0.0.0:9877"}.
+    """
+    file_values: dict[str, Any] = {}
+    if path is not None:
+        file_values = checks.validate(_read_yaml(path), SCHEMA, str(path))
+    flag_values = checks.validate(overrides or {}, SCHEMA, "command line")
+    return _build(_merge(file_values, flag_values))
+
+
+def _read_yaml(path: Path) -> Mapping[Any, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file; pass an existing --config or none for defaults") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied; make it readable by the agent's user") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data

@@ -1,0 +1,196 @@
+"""The HTTP server: /metrics (rendered from a registry), /api/v1/jobs (JSON, from a JobsApi), /healthz.
+
+It serves on its own daemon thread and never touches hardware: a scrape renders the registry,
+whose collector reads the latest published sample.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import threading
+import urllib.parse
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from agent.config.work import parse_count
+
+log = logging.getLogger("greenai.export")
+
+
+def render(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
+    """The exposition of `registry` in the format the Accept header asks for, and its content type."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
+
+
+_INDEX = b"""<html><head><title>greenai agent</title></head>
+<body><h1>greenai agent</h1><p><a href="/metrics">Metrics</a> &middot;
+<a href="/api/v1/jobs">Jobs (JSON)</a></p></body></html>
+"""
+
+
+class JobsApi(Protocol):
+    """Read-only job figures for /api/v1/jobs; errors are LookupError (no such job) or ValueError."""
+
+    def list_jobs(self, query: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: str) -> dict[str, Any]: ...
+
+    def annotate(self, job_id: str, tokens: int | None, samples: int | None) -> dict[str, Any]: ...
+
+
+MAX_POST_BYTES = 4096
+ANNOTATE = "/annotate"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a listen host only takes connections from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MetricsServer
+
+    def do_GET(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        path = url.path
+        if path.startswith("/api/v1/jobs"):
+            self._jobs_api(path, dict(urllib.parse.parse_qsl(url.query)))
+        elif path == "/metrics":
+            body, content_type = render(self.server.registry, self.headers.get("Accept", ""))
+            self._reply(200, content_type, body)
+        elif path == "/":
+            self._reply(200, "text/html; charset=utf-8", _INDEX)
+        elif path == "/healthz":
+            self._reply(200, "text/plain; charset=utf-8", b"ok\n")
+        else:
+            self._reply(404, "text/plain; charset=utf-8", b"not found\n")
+
+    def do_POST(self) -> None:
+        """POST /api/v1/jobs/<id>/annotate {"tokens": N} or {"samples": N}: add useful work to a job.
+
+        Anyone who can connect may annotate any job, so this is served only where the agent listens on
+        loopback (local users only) or `api.allow_annotate` says so. A JSON content type is required:
+        a browser cannot send one cross-site without a CORS preflight, which this server never grants.
+        """
+        path = urllib.parse.urlsplit(self.path).path
+        api = self.server.jobs_api
+        if not (path.startswith("/api/v1/jobs/") and path.endswith(ANNOTATE)) or api is None:
+            self._json(404, {"error": f"no such resource: {path}"})
+            return
+        if not self.server.allow_annotate:
+            self._json(403, {"error": "annotating is off: the agent listens beyond loopback; "
+                                      "set api.allow_annotate: true to allow it"})  # fmt: skip
+            return
+        job_id = urllib.parse.unquote(path[len("/api/v1/jobs/") : -len(ANNOTATE)])
+
+        def annotate() -> object:
+            tokens, samples = self._annotation()
+            return api.annotate(job_id, tokens, samples)
+
+        self._answer(f"POST {path}", annotate)
+
+    def _annotation(self) -> tuple[int | None, int | None]:
+        """(tokens, samples) from the request's JSON body; ValueError (HTTP 400) when it is not right."""
+        if self.headers.get_content_type() != "application/json":
+            raise ValueError("send the body as Content-Type: application/json")
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise ValueError("a Content-Length header is required") from None
+        if not 0 < length <= MAX_POST_BYTES:
+            raise ValueError(f"the body must be 1 to {MAX_POST_BYTES} bytes")
+        try:
+            body = json.loads(self.rfile.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"the body is not JSON: {e}") from None
+        if not isinstance(body, dict) or not body or set(body) - {"tokens", "samples"}:
+            raise ValueError('the body must be {"tokens": N} and/or {"samples": N}')
+        tokens = parse_count(body["tokens"], "tokens") if "tokens" in body else None
+        samples = parse_count(body["samples"], "samples") if "samples" in body else None
+        return tokens, samples
+
+    def _jobs_api(self, path: str, query: dict[str, str]) -> None:
+        api = self.server.jobs_api
+        rest = path[len("/api/v1/jobs") :]
+
+        def answer() -> object:
+            if api is None:
+                raise LookupError("this agent keeps no per-job figures")
+            if rest in ("", "/"):
+                return api.list_jobs(query)
+            if rest.startswith("/") and "/" not in rest[1:]:
+                return api.get_job(urllib.parse.unquote(rest[1:]))
+            raise LookupError(f"no such resource: {path}")
+
+        self._answer(f"GET {path}", answer)
+
+    def _answer(self, request: str, call: Callable[[], object]) -> None:
+        """Reply with `call()` as JSON: LookupError is 404, ValueError 400, anything else 500."""
+        try:
+            self._json(200, call())
+        except LookupError as e:
+            self._json(404, {"error": str(e.args[0] if e.args else e)})
+        except ValueError as e:
+            self._json(400, {"error": str(e)})
+        except Exception:  # the API must never take the agent down
+            log.exception("%s", request)
+            self._json(500, {"error": "internal error; see the agent's log"})
+
+    def _json(self, status: int, value: object) -> None:
+        self._reply(status, "application/json", json.dumps(value, indent=1).encode() + b"\n")
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class MetricsServer(ThreadingHTTPServer):
+    """Serves /metrics from a registry on its own daemon thread."""
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        registry: CollectorRegistry,
+        jobs_api: JobsApi | None = None,
+        allow_annotate: bool = False,
+    ) -> None:
+        """`allow_annotate`: serve POST .../annotate beyond loopback too (api.allow_annotate)."""
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.registry = registry
+        self.jobs_api = jobs_api
+        self.allow_annotate = allow_annotate or is_loopback(host)
+        super().__init__((host, port), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

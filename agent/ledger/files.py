@@ -1,0 +1,80 @@
+"""Opening the ledger for writing: created private (0600, folder 0700), WAL, its schema brought up to date;
+and text made storable. Shared by the agent's writer, `greenai annotate` and `greenai import`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from agent.ledger.schema import MIGRATIONS, SCHEMA_VERSION, LedgerError, open_problem, schema_version
+
+log = logging.getLogger("greenai.ledger")
+
+FILE_MODE = 0o600
+
+
+def storable(text: str) -> str:
+    """Text SQLite can hold: bytes that were not UTF-8 (lone surrogates) become `\\xNN`."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def open_for_writing(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """Create (0600, parent 0700) or open the ledger, switch it to WAL and bring its schema up to date."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # SQLite gives -wal and -shm the main file's mode, so creating that 0600 covers all three.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        _tighten(path)
+    except OSError as e:
+        raise LedgerError(f"cannot create ledger {path}: {e.strerror or e}; check ledger.path") from None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        _migrate(conn, path)
+    except sqlite3.Error as e:
+        raise LedgerError(open_problem(path, e)) from None
+    for suffix in ("-wal", "-shm"):
+        _tighten(path.with_name(path.name + suffix))
+    return conn
+
+
+def _tighten(path: Path) -> None:
+    try:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, FILE_MODE)
+    except FileNotFoundError:
+        pass
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the migrations this file lacks, all in one transaction."""
+    if schema_version(conn, path) == SCHEMA_VERSION:
+        return  # nothing to do, and no write lock needed to find that out
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = schema_version(conn, path)
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"ledger {path} has schema version {version}, newer than this greenai knows "
+                f"({SCHEMA_VERSION}); upgrade greenai or point ledger.path at another file"
+            )
+        for steps in MIGRATIONS[version:]:
+            for statement in steps:
+                conn.execute(statement)
+        if version < SCHEMA_VERSION:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            log.info("ledger %s: schema upgraded from version %d to %d", path, version, SCHEMA_VERSION)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        conn.close()
+        raise

@@ -1,0 +1,180 @@
+"""Storing imported runs (read by import_files) in the ledger: one job row each, energy spread over hours.
+
+A run's kWh per component is spread uniformly over [start, end] across the UTC hours it overlaps
+(hour = epoch seconds of the hour's start, as the agent books), under source `import:csv` or
+`import:codecarbon`; `unsplit_kwh` is its own component, `unsplit`. The same rows go to
+`node_energy` of the run's node, so jobs + unattributed = node holds per node and hour here too.
+Runs are upserted by `origin`: an unchanged `digest` writes nothing; a changed one replaces the run's
+rows. All runs of a file go in one transaction: all or nothing (docs/import.md).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.ledger.files import open_for_writing, storable
+from agent.ledger.import_files import ImportedRun, ImportFileError
+from agent.ledger.schema import READERS_HINT, LedgerError
+from agent.units import HOUR_SECONDS, JOULES_PER_KWH, hour_of
+
+IMPORTED_NODE = "imported"
+"""The node of a run whose file names none."""
+SOURCE_PREFIX = "import:"
+UNSPLIT = "unsplit"
+"""The component of energy a file gave only as a total."""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    """What an import did: runs new to the ledger, unchanged, replaced; the file's IT kWh."""
+
+    imported: int
+    unchanged: int
+    updated: int
+    kwh: float
+
+    def line(self) -> str:
+        return (
+            f"{self.imported} runs imported, {self.unchanged} unchanged, {self.updated} updated, "
+            f"{self.kwh:,.3f} kWh in the file"
+        )
+
+
+def hour_shares(start: float, end: float) -> list[tuple[int, float]]:
+    """(UTC hour start, share of [start, end] in it) for each hour the run overlaps; shares sum to 1.
+
+    A run of no length is booked whole to the hour its end falls in, as the agent books an interval.
+    """
+    if end <= start:
+        return [(hour_of(end), 1.0)]
+    shares = []
+    hour = math.floor(start / HOUR_SECONDS) * HOUR_SECONDS
+    while hour < end:
+        overlap = min(end, hour + HOUR_SECONDS) - max(start, hour)
+        if overlap > 0:
+            shares.append((hour, overlap / (end - start)))
+        hour += HOUR_SECONDS
+    return shares
+
+
+def spread(total: float, shares: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+    """`total` split by `shares`; the last hour takes the rest, so the parts add up to `total`."""
+    parts = [(hour, total * share) for hour, share in shares[:-1]]
+    parts.append((shares[-1][0], total - sum(p for _, p in parts)))
+    return parts
+
+
+def store_runs(
+    path: Path, runs: Iterable[ImportedRun], file: str, busy_timeout_s: float = 10.0
+) -> ImportSummary:
+    """Upsert `runs` (read from `file`) into the ledger at `path` in one transaction.
+
+    Raises ImportFileError when a run's job is already in the ledger from elsewhere, LedgerError when
+    the ledger cannot be written; either way nothing is written.
+    """
+    runs = list(runs)
+    conn = open_for_writing(path, busy_timeout_s)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [_store(conn, run, file) for run in runs]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as e:
+        raise LedgerError(f"cannot import into ledger {path}: {e}; {READERS_HINT}") from None
+    finally:
+        conn.close()
+    return ImportSummary(
+        imported=counts.count("imported"),
+        unchanged=counts.count("unchanged"),
+        updated=counts.count("updated"),
+        kwh=sum(run.energy_kwh for run in runs),
+    )
+
+
+def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
+    """Store one run; what happened: "imported", "unchanged" or "updated"."""
+    node = storable(run.node or IMPORTED_NODE)
+    ident = (storable(run.key.scheduler), storable(run.key.job_id), node)
+    found = conn.execute("SELECT id, digest FROM jobs WHERE origin = ?", (run.origin,)).fetchone()
+    if found is not None and found[1] == run.digest:
+        return "unchanged"
+    fields = {
+        "user": storable(run.user), "start": run.start, "end": run.end, "project": storable(run.project),
+        "phase": run.phase, "model": storable(run.model), "tokens": run.tokens,
+        "location": storable(run.location), "pue": run.pue, "intensity": run.intensity_g_per_kwh,
+        "digest": run.digest,
+    }  # fmt: skip
+    if found is None:
+        other = conn.execute(
+            "SELECT origin FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ?", ident
+        ).fetchone()
+        if other is not None:
+            raise ImportFileError(
+                file,
+                f"job {run.key} on node {node} is already in the ledger from {other[0]}; "
+                "give it another job_id, scheduler or node",
+                run.row or None, "job_id", run.key.job_id,
+            )  # fmt: skip
+        job = int(
+            conn.execute(
+                'INSERT INTO jobs (scheduler, job_id, node, user, start, "end", last_seen, project, phase, '
+                "model, tokens, origin, location, pue, intensity_g_per_kwh, digest) VALUES (:scheduler, "
+                ":job_id, :node, :user, :start, :end, :end, :project, :phase, :model, :tokens, :origin, "
+                ":location, :pue, :intensity, :digest) RETURNING id",
+                {**fields, "scheduler": ident[0], "job_id": ident[1], "node": node, "origin": run.origin},
+            ).fetchone()[0]
+        )
+        old_hours: list[int] = []
+    else:
+        job = int(found[0])
+        conn.execute(
+            'UPDATE jobs SET user = :user, start = :start, "end" = :end, last_seen = :end, '
+            "project = :project, phase = :phase, model = :model, tokens = :tokens, location = :location, "
+            "pue = :pue, intensity_g_per_kwh = :intensity, digest = :digest WHERE id = :id",
+            {**fields, "id": job},
+        )
+        old_hours = [h for (h,) in conn.execute("SELECT DISTINCT hour FROM energy WHERE job = ?", (job,))]
+        conn.execute("DELETE FROM energy WHERE job = ?", (job,))
+        conn.execute("DELETE FROM usage WHERE job = ?", (job,))
+    shares = hour_shares(run.start, run.end)
+    source = SOURCE_PREFIX + run.source
+    components = {"cpu": run.cpu_kwh, "gpu": run.gpu_kwh, "dram": run.dram_kwh, UNSPLIT: run.unsplit_kwh}
+    conn.executemany(
+        "INSERT INTO energy (job, hour, component, source, joules) VALUES (?, ?, ?, ?, ?)",
+        [
+            (job, hour, component, source, joules)
+            for component, kwh in components.items()
+            if kwh > 0
+            for hour, joules in spread(kwh * JOULES_PER_KWH, shares)
+        ],
+    )
+    if run.gpu_hours:
+        conn.executemany(
+            "INSERT INTO usage (job, hour, cpu_seconds, gpu_seconds) VALUES (?, ?, 0, ?)",
+            [(job, hour, seconds) for hour, seconds in spread(run.gpu_hours * HOUR_SECONDS, shares)],
+        )
+    _rebook_node(conn, node, {*old_hours, *(hour for hour, _ in shares)})
+    return "imported" if found is None else "updated"
+
+
+def _rebook_node(conn: sqlite3.Connection, node: str, hours: set[int]) -> None:
+    """Recompute `node`'s imported node_energy rows in `hours` from its jobs' imported energy."""
+    like = SOURCE_PREFIX + "%"
+    for hour in sorted(hours):
+        conn.execute(
+            "DELETE FROM node_energy WHERE node = ? AND hour = ? AND source LIKE ?", (node, hour, like)
+        )
+        conn.execute(
+            "INSERT INTO node_energy (node, hour, component, source, joules) "
+            "SELECT j.node, e.hour, e.component, e.source, SUM(e.joules) FROM energy e "
+            "JOIN jobs j ON j.id = e.job WHERE j.node = ? AND e.hour = ? AND e.source LIKE ? "
+            "GROUP BY e.component, e.source",
+            (node, hour, like),
+        )

@@ -1,0 +1,288 @@
+"""Per-job accounting: each interval, find the jobs, attribute the node's energy, keep the totals.
+
+Runs in the sampling loop right after the sampler's tick. It turns cumulative usage counters into
+interval figures, calls the pure attribution function, adds the result to the running totals that
+/metrics shows, and hands it to the ledger (which only queues it in memory: the database is written
+by the ledger's own thread, so a slow or full disk never delays a sample).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol
+
+from agent.live.attribution import (
+    Attribution,
+    GpuInterval,
+    GpuParty,
+    Interval,
+    JobInterval,
+    Key,
+    NodeInterval,
+    attribute,
+)
+from agent.live.snapshot import JobSeries, JobsSnapshot, Snapshot
+from agent.live.work import WorkClassifier
+from collectors.base import Device, counter_delta
+from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, UsageScan
+
+log = logging.getLogger("greenai.accounting")
+
+
+class Discovery(Protocol):
+    def scan(self) -> UsageScan: ...
+
+    def job_for_pid(self, pid: int) -> JobKey | None: ...
+
+
+class GpuUsageSource(Protocol):
+    def gpu_usage(self) -> tuple[GpuUsage, ...]: ...
+
+    @property
+    def usage_errors(self) -> tuple[str, ...]:
+        """Why reads failed in the last gpu_usage() call, one reason per failure."""
+        ...
+
+
+class LedgerSink(Protocol):
+    def job_seen(self, key: JobKey, info: JobInfo, t: float) -> None: ...
+
+    def job_ended(self, key: JobKey, t: float) -> None: ...
+
+    def record(
+        self,
+        interval_end: float,
+        jobs: Mapping[JobKey, tuple[JobInfo, Mapping[tuple[str, str], float]]],
+        unattributed: Mapping[tuple[str, str], float],
+        node: Mapping[tuple[str, str], float],
+        gpu_seconds: Mapping[JobKey, float],
+        cpu_seconds: Mapping[JobKey, float],
+    ) -> None: ...
+
+
+@dataclass
+class _Job:
+    info: JobInfo
+    energy_j: dict[str, float]
+    exported: bool
+    ended: float | None = None
+    noted: bool = False
+    """Whether the ledger has been told of the job's start and current metadata."""
+
+
+class Accountant:
+    """Attributes each interval's node energy to jobs and keeps the per-job totals."""
+
+    def __init__(
+        self,
+        discovery: Discovery,
+        wall_clock: Callable[[], float],
+        devices: tuple[Device, ...] = (),
+        gpus: GpuUsageSource | None = None,
+        ledger: LedgerSink | None = None,
+        idle_policy: str = "share",
+        grace_seconds: float = 300.0,
+        max_job_series: int = 1000,
+        previously_running: Mapping[JobKey, float] | None = None,
+        work: WorkClassifier | None = None,
+    ) -> None:
+        """`previously_running`: jobs the ledger says were running when the agent last stopped, with
+        when they were last seen; those the first scan does not find ended while the agent was down.
+        `work` adds each job's project, phase and model to its metadata."""
+        self._discovery = discovery
+        self._wall_clock = wall_clock
+        self._gpus = gpus
+        self._ledger = ledger
+        self._idle_policy = idle_policy
+        self._grace_seconds = grace_seconds
+        self._max_series = max_job_series
+        self._idle_w: dict[Key, float] = {
+            (d.component, d.device, d.source): float(d.details["idle_watts"])
+            for d in devices
+            if d.source == "estimate" and "idle_watts" in d.details
+        }
+        self._estimated_idle = frozenset(self._idle_w)
+        self._scan: UsageScan | None = None
+        self._jobs: dict[JobKey, _Job] = {}
+        self._unattributed: dict[str, float] = {}
+        self._unexported: dict[str, float] = {}
+        self._errors: dict[str, int] = {}
+        self._stale = dict(previously_running or {})
+        self._work = work
+        self.snapshot = JobsSnapshot()
+
+    def account(self, sample: Snapshot) -> JobsSnapshot:
+        """Attribute the interval that `sample` closed, and publish the new totals."""
+        now = self._wall_clock()
+        try:
+            scan = self._discovery.scan()
+        except Exception:  # discovery must never stop the node's measurement
+            log.exception("job discovery failed")
+            self._errors["discovery"] = self._errors.get("discovery", 0) + 1
+            scan = None
+        previous, self._scan = self._scan, scan if scan is not None else self._scan
+        self._track_idle(sample)
+        interval = None
+        if scan is not None and previous is not None:
+            interval = self._interval(sample, previous, scan)
+            result = attribute(interval, self._idle_policy)
+        else:  # nothing to compare with yet: this interval's energy stays unattributed
+            result = Attribution({}, dict(sample.interval_j))
+        self._add(result, scan)
+        if scan is not None:
+            self._seen_and_ended(scan, now)
+        if self._ledger is not None:
+            cpu_seconds = {key: j.cpu_s for key, j in interval.jobs.items()} if interval else {}
+            self._record(result, sample, cpu_seconds, now)
+        self.snapshot = self._publish(now)
+        return self.snapshot
+
+    def _track_idle(self, sample: Snapshot) -> None:
+        """A measured CPU counter's idle power is the lowest mean power seen on it so far."""
+        for row in sample.energy:
+            key = (row.component, row.device, row.source)
+            if row.component != "cpu" or row.power_w is None or key in self._estimated_idle:
+                continue
+            self._idle_w[key] = min(self._idle_w.get(key, row.power_w), row.power_w)
+
+    def _interval(self, sample: Snapshot, previous: UsageScan, scan: UsageScan) -> Interval:
+        busy_ns = counter_delta(previous.node.cpu_busy_ns, scan.node.cpu_busy_ns, None)
+        node = NodeInterval(sample.interval_s, busy_ns / 1e9, scan.node.cpus, scan.node.memory_used_bytes)
+        jobs = {
+            key: JobInterval(
+                counter_delta(previous.jobs[key].cpu_ns, usage.cpu_ns, None) / 1e9,
+                usage.memory_bytes,
+                usage.cpus_allocated,
+            )
+            for key, usage in scan.jobs.items()
+            if key in previous.jobs  # a job's first counters are its baseline
+        }
+        return Interval(sample.interval_j, node, jobs, dict(self._idle_w), self._gpu_intervals())
+
+    def _gpu_intervals(self) -> dict[str, GpuInterval]:
+        if self._gpus is None:
+            return {}
+        try:
+            usage = self._gpus.gpu_usage()
+        except Exception:
+            log.exception("reading GPU processes failed")
+            self._errors["gpu_processes"] = self._errors.get("gpu_processes", 0) + 1
+            return {}
+        for reason in self._gpus.usage_errors:
+            stage = f"gpu_processes_{reason}"
+            self._errors[stage] = self._errors.get(stage, 0) + 1
+        return {
+            gpu.device: GpuInterval(
+                parties=self._parties(gpu.processes),
+                instances={
+                    name: (share, self._parties(processes))
+                    for name, (share, processes) in gpu.instances.items()
+                },
+            )
+            for gpu in usage
+        }
+
+    def _parties(self, processes: tuple[GpuProcess, ...]) -> tuple[GpuParty, ...]:
+        return tuple(
+            GpuParty(self._discovery.job_for_pid(p.pid), p.sm_util, p.memory_bytes) for p in processes
+        )
+
+    def _add(self, result: Attribution, scan: UsageScan | None) -> None:
+        for key, joules in result.unattributed.items():
+            self._unattributed[key[0]] = self._unattributed.get(key[0], 0.0) + joules
+        for job_key, shares in result.jobs.items():
+            job = self._jobs.get(job_key)
+            if job is None:
+                info = scan.jobs[job_key].info if scan is not None and job_key in scan.jobs else JobInfo()
+                job = self._new_job(job_key, info)
+            target = job.energy_j if job.exported else self._unexported
+            for (component, _, _), joules in shares.items():
+                target[component] = target.get(component, 0.0) + joules
+
+    def _new_job(self, key: JobKey, info: JobInfo) -> _Job:
+        exported = sum(1 for j in self._jobs.values() if j.exported) < self._max_series
+        job = self._jobs[key] = _Job(info, {}, exported)
+        return job
+
+    def _seen_and_ended(self, scan: UsageScan, now: float) -> None:
+        if self._ledger is not None:
+            for key, last_seen in self._stale.items():
+                if key not in scan.jobs:  # ended while the agent was down: last seen is all we know
+                    self._ledger.job_ended(key, last_seen)
+        self._stale = {}
+        if self._work is not None:
+            self._work.forget(scan.jobs)
+        for key, usage in scan.jobs.items():
+            info = usage.info if self._work is None else self._work.enrich(key, usage.info)
+            job = self._jobs.get(key)
+            if job is None:
+                job = self._new_job(key, info)
+            elif job.ended is None and job.info == info and job.noted:
+                continue  # the ledger hears of it through record() each interval
+            job.info, job.ended, job.noted = info, None, True
+            if self._ledger is not None:
+                self._ledger.job_seen(key, info, now)
+        for key, job in self._jobs.items():
+            if key not in scan.jobs and job.ended is None:
+                job.ended = now
+                if self._ledger is not None:
+                    self._ledger.job_ended(key, now)
+        for key in [
+            k for k, j in self._jobs.items() if j.ended is not None and now - j.ended > self._grace_seconds
+        ]:
+            gone = self._jobs.pop(key)
+            if gone.exported:
+                for component, joules in gone.energy_j.items():
+                    self._unexported[component] = self._unexported.get(component, 0.0) + joules
+
+    def _record(
+        self, result: Attribution, sample: Snapshot, cpu_seconds: Mapping[JobKey, float], now: float
+    ) -> None:
+        assert self._ledger is not None
+        jobs: dict[JobKey, tuple[JobInfo, dict[tuple[str, str], float]]] = {}
+        gpu_seconds: dict[JobKey, float] = {}
+        for job_key, shares in result.jobs.items():
+            info = self._jobs[job_key].info if job_key in self._jobs else JobInfo()
+            by_source: dict[tuple[str, str], float] = {}
+            for (component, device, source), joules in shares.items():
+                by_source[(component, source)] = by_source.get((component, source), 0.0) + joules
+                if component == "gpu":
+                    device_j = sample.interval_j.get((component, device, "nvml"), 0.0)
+                    if device_j > 0:
+                        gpu_seconds[job_key] = (
+                            gpu_seconds.get(job_key, 0.0) + sample.interval_s * joules / device_j
+                        )
+            jobs[job_key] = (info, by_source)
+        self._ledger.record(
+            now,
+            jobs,
+            _by_component_source(result.unattributed),
+            _by_component_source(sample.interval_j),
+            gpu_seconds,
+            cpu_seconds,
+        )
+
+    def _publish(self, now: float) -> JobsSnapshot:
+        # A plain copy per job: nothing mutates it once published, and this runs on every sample.
+        series = tuple(
+            JobSeries(key, job.info, dict(job.energy_j), job.ended)
+            for key, job in self._jobs.items()
+            if job.exported
+        )
+        return JobsSnapshot(
+            jobs=series,
+            unattributed_j=MappingProxyType(dict(self._unattributed)),
+            unexported_j=MappingProxyType(dict(self._unexported)),
+            running=sum(1 for j in self._jobs.values() if j.ended is None),
+            errors=MappingProxyType(dict(self._errors)),
+        )
+
+
+def _by_component_source(energy: Mapping[Key, float]) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for (component, _, source), joules in energy.items():
+        out[(component, source)] = out.get((component, source), 0.0) + joules
+    return out

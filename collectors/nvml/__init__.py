@@ -1,0 +1,5 @@
+"""NVIDIA GPUs through NVML: energy counters (`collector`), per-process usage (`usage`), the per-GPU
+state both keep (`gpus`), and NVML's errors translated once (`errors`).
+
+Imports collectors level 1 and its own modules only.
+"""

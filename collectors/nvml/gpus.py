@@ -1,0 +1,53 @@
+"""What the NVML collector keeps per GPU, shared by its energy side (collector) and its usage side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from collectors.base import Device
+
+COUNTER = "counter"
+POWER = "power"
+
+
+@dataclass(frozen=True)
+class MigDevice:
+    """One MIG device of a GPU: its UUID (the instance's name in GpuUsage) and multiprocessors."""
+
+    uuid: str
+    handle: Any
+    sms: int
+
+
+@dataclass
+class Gpu:
+    """What the collector keeps per GPU between reads; energy in microjoules, power in milliwatts."""
+
+    index: int
+    uuid: str
+    name: str
+    method: str
+    handle: Any = None
+    """None while the GPU is down (lost or failing), until it is re-opened."""
+    reason: str = ""
+    retry_at: float = 0.0
+    energy_uj: float = 0.0
+    """The last counter value for a counter GPU; the integrated energy for a power GPU."""
+    last_power: tuple[float, int] | None = None
+    """(clock seconds, milliwatts) of the last power sample; None after a gap: nothing to integrate from."""
+    util_seen_us: int = 0
+    """The newest process utilisation sample's timestamp (NVML's, microseconds): the next query's start."""
+    mig: tuple[MigDevice, ...] | None = None
+    """The MIG devices, () when MIG is off or unsupported; None until looked up (again)."""
+    mig_until: float = 0.0
+    unsupported: set[str] = field(default_factory=set)
+    """Usage functions this GPU answered not_supported or function_not_found: not called again."""
+
+    @property
+    def device(self) -> str:
+        return f"gpu{self.index}"
+
+    def as_device(self) -> Device:
+        details = {"uuid": self.uuid, "name": self.name, "index": str(self.index)}
+        return Device(component="gpu", device=self.device, source="nvml", method=self.method, details=details)
