@@ -82,13 +82,20 @@ def test_the_burner_gets_the_active_cpu_energy(cgroups: RealCgroups, burner_shap
         assert_conserved(sample, jobs)
         if tick == 2:  # both jobs have a baseline from here on
             start = {s.key: s.energy_j.get("cpu", 0.0) for s in jobs.jobs}
+            first = discovery.scan()
         if tick > 2:
             cpu_j = sum(j for (c, _, _), j in sample.interval_j.items() if c == "cpu")
             active_j += cpu_j - estimate.model.cpu_idle_w * sample.interval_s
         time.sleep(0.1)
+    last = discovery.scan()
     got = {s.key: s.energy_j.get("cpu", 0.0) - start.get(s.key, 0.0) for s in jobs.jobs}
-    assert active_j > 0
-    assert got[burner] >= 0.9 * active_j, (got, active_j)
+    # Whatever else loads the machine (other tests, CI's neighbours) takes its share of the active
+    # energy, unattributed: the burner's due is its share of the node's busy CPU time in the window.
+    burner_cpu = last.jobs[burner].cpu_ns - first.jobs[burner].cpu_ns
+    node_busy = last.node.cpu_busy_ns - first.node.cpu_busy_ns
+    assert active_j > 0 and node_busy > 0
+    assert got[burner] == pytest.approx(active_j * burner_cpu / node_busy, rel=0.1), (got, active_j)
+    assert got[burner] >= 0.9 * sum(got.values()), got  # of what jobs got, the burner got nearly all
     assert got.get(sleeper, 0.0) <= 0.02 * active_j
     assert jobs.running >= 2
     discovery.close()
