@@ -36,11 +36,16 @@ def render(source: Path) -> str:
         from grafanalib._gen import DashboardEncoder
     except ImportError as e:
         raise DashboardError("grafanalib is not installed: pip install grafanalib") from e
-    sys.path.insert(0, str(source.parent))  # the sources share dashboards/common.py
+    # The sources share their folder's common.py: that one, not a `common` imported before.
+    earlier = sys.modules.pop("common", None)
+    sys.path.insert(0, str(source.parent))
     try:
         namespace = runpy.run_path(str(source))
     finally:
         sys.path.remove(str(source.parent))
+        sys.modules.pop("common", None)
+        if earlier is not None:
+            sys.modules["common"] = earlier
     board = namespace.get("dashboard")
     if board is None:
         raise DashboardError(f"{source} defines no `dashboard`")
