@@ -20,9 +20,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fakes.nvml import FakeGpu, build_fake_nvml, write_state  # noqa: E402
-from tests.fakes.powercap import PowercapTree, server_zones  # noqa: E402
-from tests.processes import AgentProcess  # noqa: E402
+from tests.support.nvml import FakeGpu, build_fake_nvml, write_state  # noqa: E402
+from tests.support.powercap import PowercapTree, server_zones  # noqa: E402
+from tests.support.processes import AgentProcess  # noqa: E402
 
 CPU_MS_PER_SAMPLE_FLOOR = 2.0
 RSS_MB_FLOOR = 60.0

@@ -48,9 +48,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fakes.cgroups import V1, RealCgroups, real_cgroups_missing  # noqa: E402
-from tests.fakes.powercap import PowercapTree, server_zones  # noqa: E402
-from tests.processes import AgentProcess, http_get, wait_for  # noqa: E402
+from tests.support.cgroups import V1, RealCgroups, real_cgroups_missing  # noqa: E402
+from tests.support.powercap import PowercapTree, server_zones  # noqa: E402
+from tests.support.processes import AgentProcess, http_get, wait_for  # noqa: E402
 
 CPU_MS_PER_SAMPLE_FLOOR = 10.0
 SCRAPE_MS_FLOOR = 50.0

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.nvml import build_fake_nvml
-from tests.slurm import SlurmCluster, SlurmHost, missing_binaries
+from tests.support.nvml import build_fake_nvml
+from tests.support.slurm_cluster import SlurmCluster, SlurmHost, missing_binaries
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +35,7 @@ def sysfs() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-# ---- a real single-node Slurm (tests/slurm.py); one configuration runs at a time ----
+# ---- a real single-node Slurm (tests/support/slurm_cluster.py); one configuration runs at a time ----
 
 
 @pytest.fixture(scope="session")

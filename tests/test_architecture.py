@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import REPO
+from tests.support.processes import REPO
 
 PACKAGES = ("agent", "collectors")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"

@@ -1,0 +1,373 @@
+"""The Helm chart helm/greenai-agent: lint, render, and validate what it renders.
+
+`helm lint --strict` and `helm template` run with the default values and with ci/gpu-values.yaml;
+the rendered core objects go through `kubernetes-validate --strict` (Kubernetes' own OpenAPI
+schemas). kubernetes-validate has no schema for the Prometheus operator's ServiceMonitor and
+PrometheusRule, so those are checked here with a small JSON schema of the fields the chart sets,
+and the PrometheusRule's groups must be exactly dashboards/greenai.rules.yml (which promtool checks
+in tests/deploy/test_alert_rules.py). Needs a helm binary: on PATH or .venv/bin/helm (scripts/test
+installs one).
+"""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from agent.config import settings as agent_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "greenai-agent"
+GPU_VALUES = CHART / "ci" / "gpu-values.yaml"
+RULES = ROOT / "dashboards" / "greenai.rules.yml"
+CHART_RULES = CHART / "files" / "greenai.rules.yml"
+PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
+ALL_ON = ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"]
+
+
+def _find_helm() -> str | None:
+    venv_helm = ROOT / ".venv" / "bin" / "helm"
+    return shutil.which("helm") or (str(venv_helm) if venv_helm.is_file() else None)
+
+
+HELM = _find_helm()
+needs_helm = pytest.mark.skipif(
+    HELM is None, reason="no helm binary on PATH or in .venv/bin (scripts/test installs one)"
+)
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    assert HELM is not None
+    result = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        pytest.fail(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    out = helm("template", "greenai", str(CHART), "--namespace", "monitoring", *args).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> set[str]:
+    return {d["kind"] for d in docs}
+
+
+VALUE_SETS = {
+    "default": [],
+    "gpu": ["-f", str(GPU_VALUES)],
+    "all-on": [*ALL_ON, "--set", "podLookup.enabled=true"],
+    "device-plugin": ["--set", "gpu.enabled=true", "--set", "gpu.runtimeClassName=", "--set-string",
+                      "gpu.resource=nvidia.com/gpu"],
+}  # fmt: skip
+
+
+@needs_helm
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lint_strict(name: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *VALUE_SETS[name])
+    assert "0 chart(s) failed" in result.stdout
+
+
+@needs_helm
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_rendered_core_objects_pass_kubernetes_validate_strict(name: str, tmp_path: Path) -> None:
+    docs = render(*VALUE_SETS[name])
+    core = [d for d in docs if d["kind"] not in PROMETHEUS_OPERATOR_KINDS]
+    manifest = tmp_path / "core.yaml"
+    manifest.write_text(yaml.safe_dump_all(core), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("passed for resource") == len(core), output
+    assert "ERROR" not in output and "WARN" not in output, output
+
+
+# The fields of the Prometheus operator's CRDs (monitoring.coreos.com/v1) that the chart sets, with
+# their types from the CRDs; no other field is allowed, so a typo fails.
+STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_META = {
+    "type": "object",
+    "required": ["name", "namespace"],
+    "properties": {"name": {"type": "string"}, "namespace": {"type": "string"}, "labels": {"type": "object"}},
+    "additionalProperties": False,
+}
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": _META,
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "properties": {"matchLabels": STRING_MAP},
+                    "additionalProperties": False,
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+                    "additionalProperties": False,
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^(0|(([0-9]+)(ms|s|m|h))+)$"},
+                            "scrapeTimeout": {"type": "string", "pattern": "^(0|(([0-9]+)(ms|s|m|h))+)$"},
+                            "relabelings": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+                                        "targetLabel": {"type": "string"},
+                                        "action": {"enum": ["replace", "keep", "drop", "labelmap"]},
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": _META,
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string"},
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["expr"],
+                                    "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+                                    "properties": {
+                                        "record": {"type": "string"},
+                                        "alert": {"type": "string"},
+                                        "expr": {"type": ["string", "integer"]},
+                                        "for": {"type": "string"},
+                                        "labels": STRING_MAP,
+                                        "annotations": STRING_MAP,
+                                    },
+                                    "additionalProperties": False,
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+@needs_helm
+def test_prometheus_operator_objects_match_their_crd_fields() -> None:
+    docs = render(*ALL_ON)
+    jsonschema.validate(one(docs, "ServiceMonitor"), SERVICE_MONITOR_SCHEMA)
+    jsonschema.validate(one(docs, "PrometheusRule"), PROMETHEUS_RULE_SCHEMA)
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+
+
+@needs_helm
+def test_prometheus_rule_is_the_rules_file() -> None:
+    rule = one(render("--set", "prometheusRule.enabled=true"), "PrometheusRule")
+    source = yaml.safe_load(CHART_RULES.read_text(encoding="utf-8"))
+    assert rule["spec"]["groups"] == source["groups"]
+
+
+@pytest.mark.skipif(not RULES.exists(), reason="dashboards/greenai.rules.yml does not exist yet")
+def test_chart_rules_are_a_copy_of_dashboards_rules() -> None:
+    # Helm reads no file outside the chart (nor a symlink leading out), so the chart keeps a copy.
+    assert filecmp.cmp(RULES, CHART_RULES, shallow=False), (
+        f"{CHART_RULES.relative_to(ROOT)} differs from {RULES.relative_to(ROOT)}: "
+        f"cp {RULES.relative_to(ROOT)} {CHART_RULES.relative_to(ROOT)}"
+    )
+
+
+@needs_helm
+def test_optional_objects_are_off_by_default() -> None:
+    assert kinds(render()) == {"ServiceAccount", "ConfigMap", "Service", "DaemonSet"}
+
+
+def _pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = one(docs, "DaemonSet")["spec"]["template"]["spec"]
+    return spec
+
+
+@needs_helm
+def test_daemonset_is_least_privilege_and_mounts_the_host_read_only() -> None:
+    out = helm("template", "greenai", str(CHART)).stdout
+    assert "privileged: true" not in out
+    pod = _pod([d for d in yaml.safe_load_all(out) if d])
+    assert pod["hostPID"] is True
+    assert not pod.get("hostNetwork") and not pod.get("hostIPC")
+    assert pod["automountServiceAccountToken"] is False
+    assert "runtimeClassName" not in pod
+    (container,) = pod["containers"]
+    security = container["securityContext"]
+    assert security["privileged"] is False
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert not security["capabilities"].get("add")
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["proc"]["hostPath"]["path"] == "/proc"
+    assert volumes["sys"]["hostPath"]["path"] == "/sys"
+    assert mounts["proc"] == {"name": "proc", "mountPath": "/host/proc", "readOnly": True}
+    assert mounts["sys"] == {"name": "sys", "mountPath": "/host/sys", "readOnly": True}
+    assert volumes["ledger"]["hostPath"] == {"path": "/var/lib/greenai", "type": "DirectoryOrCreate"}
+    assert mounts["ledger"]["mountPath"] == "/var/lib/greenai"
+    # Every hostPath but the ledger is read-only.
+    host_volumes = {name for name, v in volumes.items() if "hostPath" in v}
+    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger"}
+    assert "$(NODE_NAME)" in container["args"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+
+def _agent_config(docs: list[dict[str, Any]], tmp_path: Path) -> agent_config.Config:
+    path = tmp_path / "agent.yaml"
+    path.write_text(one(docs, "ConfigMap")["data"]["agent.yaml"], encoding="utf-8")
+    return agent_config.load(path)  # the agent's own validation: a ConfigError fails the test
+
+
+@needs_helm
+def test_configmap_is_a_valid_agent_config_for_the_pod(tmp_path: Path) -> None:
+    docs = render()
+    config = _agent_config(docs, tmp_path)
+    assert config.listen == "0.0.0.0:9877"
+    assert str(config.host.procfs) == "/host/proc"
+    assert str(config.host.sysfs) == "/host/sys"
+    assert str(config.host.cgroupfs) == "/host/sys/fs/cgroup"
+    assert str(config.ledger.path) == "/var/lib/greenai/ledger.db"
+    assert config.kubernetes.pods_url == ""
+    pod = _pod(docs)
+    assert pod["containers"][0]["ports"][0]["containerPort"] == 9877
+    (config_volume,) = [v for v in pod["volumes"] if "configMap" in v]
+    assert config_volume["configMap"]["name"] == one(docs, "ConfigMap")["metadata"]["name"]
+
+
+@needs_helm
+def test_rbac_only_with_pod_lookup(tmp_path: Path) -> None:
+    assert not kinds(render()) & {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    docs = render("--set", "podLookup.enabled=true")
+    role = one(docs, "ClusterRole")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    binding = one(docs, "ClusterRoleBinding")
+    account = one(docs, "ServiceAccount")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": "monitoring"}
+    ]
+    pod = _pod(docs)
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True
+    config = _agent_config(docs, tmp_path)
+    assert config.kubernetes.pods_url == "https://kubernetes.default.svc/api/v1/pods"
+    assert str(config.kubernetes.token_file) == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+@needs_helm
+def test_gpu_values_use_the_nvidia_runtime_without_taking_a_gpu(tmp_path: Path) -> None:
+    docs = render("-f", str(GPU_VALUES))
+    pod = _pod(docs)
+    assert pod["runtimeClassName"] == "nvidia"
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
+    assert env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
+    assert not any("nvidia.com" in key for key in container["resources"]["limits"])
+    assert pod["nodeSelector"]["nvidia.com/gpu.present"] == "true"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert "privileged: true" not in yaml.safe_dump_all(docs)
+    assert _agent_config(docs, tmp_path).collectors.nvml.enabled == "true"
+
+
+@needs_helm
+def test_gpu_through_the_device_plugin() -> None:
+    pod = _pod(render(*VALUE_SETS["device-plugin"]))
+    assert "runtimeClassName" not in pod
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 1
+    assert limits["memory"] == "256Mi"
+
+
+@needs_helm
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["--set-json", "image.tag=5"], "/image/tag"),
+        (["--set", "image.tag=1"], "/image/tag"),
+        (["--set", "port=metrics"], "/port"),
+        (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+        (["--set", "securityContext.privileged=yes"], "/securityContext/privileged"),
+        (["--set", "config.log_level=loud"], "/config/log_level"),
+        (["--set", "config.listen=0.0.0.0:1"], "listen"),
+        (["--set", "ledger.hostPath=var/lib/greenai"], "/ledger/hostPath"),
+        (["--set", "podLookup.enabled=maybe"], "/podLookup/enabled"),
+        (["--set", "no_such_key=1"], "no_such_key"),
+    ],
+)
+def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
+    result = helm("lint", "--strict", str(CHART), *args, check=False)
+    assert result.returncode != 0, result.stdout
+    assert complaint in result.stdout + result.stderr
