@@ -117,6 +117,17 @@ def test_a_changed_source_shows_as_stale(tmp_path: Path) -> None:
     assert dashboards.render(node) != (FOLDER / "node.json").read_text(encoding="utf-8")
 
 
+def test_each_folder_builds_with_its_own_common(tmp_path: Path) -> None:
+    for source in FOLDER.glob("*.py"):
+        (tmp_path / source.name).write_text(source.read_text(encoding="utf-8"), encoding="utf-8")
+    common = tmp_path / "common.py"
+    common.write_text(common.read_text(encoding="utf-8").replace(DS, "${DS_OTHER}"), encoding="utf-8")
+    committed = (FOLDER / "node.json").read_text(encoding="utf-8")
+    assert dashboards.render(FOLDER / "node.dashboard.py") == committed
+    assert "${DS_OTHER}" in dashboards.render(tmp_path / "node.dashboard.py")
+    assert dashboards.render(FOLDER / "node.dashboard.py") == committed
+
+
 def test_every_panel_queries_the_datasource_input() -> None:
     for name, board in boards().items():
         assert [i["name"] for i in board["__inputs"]] == ["DS_PROMETHEUS"], name
