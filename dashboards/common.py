@@ -21,6 +21,8 @@ from grafanalib.core import (
     TimeSeries,
 )
 
+from agent.units import JOULES_PER_KWH
+
 DS = "${DS_PROMETHEUS}"
 INPUTS = [
     DataSourceInput(
@@ -33,7 +35,6 @@ INPUTS = [
 ]
 NODES = 'instance=~"$instance"'
 """The matcher that narrows a query to the nodes picked in the `instance` variable."""
-JOULES_PER_KWH = 3.6e6
 Pos = tuple[int, int, int, int]
 """A panel's place on the 24-column grid: (x, y, w, h)."""
 
