@@ -18,7 +18,7 @@ from typing import Any
 
 from agent import __version__, daemon
 from agent.carbon.model import CarbonModel
-from agent.commands import annotate, card, doctor, failures, import_runs, jobs, report
+from agent.commands import annotate, card, dashboards, doctor, failures, import_runs, jobs, report
 from agent.config import settings
 from agent.report.annual import parse_formats
 from agent.report.prometheus import JOBS_DEFAULT_DAYS
@@ -195,8 +195,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dashboards(args: argparse.Namespace) -> int:
-    from agent.commands import dashboards  # grafanalib only here, never in the agent
-
     for path in dashboards.build(args.out):
         print(path)
     return 0
