@@ -75,7 +75,7 @@ def probe_sources(config: Config, clock: Clock) -> list[Source]:
             sources.append(_disabled(name, f"disabled by collectors.{name}.enabled: false"))
         else:
             sources.append(_probed(name, enabled, factory(config, clock)))
-    measured = {d.component for s in sources if s.active for d in s.probe.devices}
+    measured = {d.component for d in devices(sources)}
     sources.append(_estimate(config, clock, measured))
     return sources
 
