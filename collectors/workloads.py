@@ -40,6 +40,12 @@ class JobInfo:
     phase: str = ""
     model: str = ""
     """What the work was (agent.work): from the job's own declaration or the config's rules."""
+    gpu_model: str = ""
+    """The models of the GPUs the job used, e.g. `NVIDIA H100 80GB HBM3` ('; ' between several)."""
+    gpu_count: int | None = None
+    """The most GPUs the job used at once; None when unknown."""
+    cpu_model: str = ""
+    """The node's CPU model, e.g. `AMD EPYC 9654 96-Core Processor`."""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ SELECT node, hour, SUM(joules), SUM(CASE WHEN source = 'estimate' THEN joules EL
 """
 _JOBS = """
 SELECT id, scheduler, job_id, node, user, name, start, "end", project, phase, model, tokens, samples,
-       origin, location, pue, intensity_g_per_kwh
+       origin, location, pue, intensity_g_per_kwh, run, method, uncertainty_pct, gpu_model, gpu_count,
+       cpu_model
   FROM jobs WHERE id IN (SELECT DISTINCT job FROM energy WHERE hour >= ? AND hour < ?)
 """
 _USAGE = "SELECT job, SUM(gpu_seconds) FROM usage WHERE hour >= ? AND hour < ? GROUP BY job"
@@ -36,7 +37,8 @@ _NODE_HOURS = (
 
 def jobs(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
     """Each job with energy in the window: (rowid, scheduler, job_id, node, user, name, start, end,
-    project, phase, model, tokens, samples, origin, location, pue, intensity_g_per_kwh)."""
+    project, phase, model, tokens, samples, origin, location, pue, intensity_g_per_kwh, run, method,
+    uncertainty_pct, gpu_model, gpu_count, cpu_model)."""
     return reader.stream(_JOBS, (lo, hi))
 
 

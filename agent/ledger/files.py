@@ -59,6 +59,9 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Apply the migrations this file lacks, all in one transaction."""
     if schema_version(conn, path) == SCHEMA_VERSION:
         return  # nothing to do, and no write lock needed to find that out
+    # A migration may rebuild a table that others reference: SQLite's documented way needs foreign
+    # keys off (a pragma that only takes effect outside a transaction); the ids are kept.
+    conn.execute("PRAGMA foreign_keys = OFF")
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = schema_version(conn, path)
@@ -73,8 +76,12 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             log.info("ledger %s: schema upgraded from version %d to %d", path, version, SCHEMA_VERSION)
+        problems = conn.execute("PRAGMA foreign_key_check").fetchall()
+        if problems:
+            raise LedgerError(f"ledger {path}: upgrade left {len(problems)} broken references; not upgraded")
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         conn.close()
         raise
+    conn.execute("PRAGMA foreign_keys = ON")

@@ -38,7 +38,30 @@ def merge_info(old: JobInfo, new: JobInfo) -> JobInfo:
         project=new.project or old.project,
         phase=new.phase or old.phase,
         model=new.model or old.model,
+        gpu_model=new.gpu_model or old.gpu_model,
+        gpu_count=max_count(old.gpu_count, new.gpu_count),
+        cpu_model=new.cpu_model or old.cpu_model,
     )
+
+
+def max_count(a: int | None, b: int | None) -> int | None:
+    """The larger of two counts where None means unknown."""
+    if a is None:
+        return b
+    return a if b is None else max(a, b)
+
+
+REUSE_GAP_SECONDS = 60.0
+"""A job seen again within this long of its recorded end is the same job (discovery missed it for a
+scan or two); later, its id was reused (slurmctld state reset, several clusters): a new run."""
+
+
+def new_run(stored_end: float | None, state: JobState) -> bool:
+    """Whether news of a job is a new run of its id: the stored record ended before the news began.
+
+    A note that only says the job ended (`ended` True, no sighting) never starts a run.
+    """
+    return stored_end is not None and state.start > stored_end + REUSE_GAP_SECONDS and state.ended is not True
 
 
 EnergyKey = tuple[JobKey, int, str, str]

@@ -18,7 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from agent.ledger.pending import Pending, add_all, add_counts, merge_info
+from agent.ledger.pending import JobState, Pending, add_all, add_counts, merge_info, new_run
+from agent.ledger.provenance import Tally
 from agent.ledger.schema import (
     READERS_HINT,
     SCHEMA_VERSION,
@@ -62,10 +63,31 @@ class JobSummary:
     tokens: int | None = None
     samples: int | None = None
     """Useful work reported for the job (`greenai annotate`); None when none was."""
+    run: int = 1
+    """1 for the first job with this id on this node; 2, 3 ... when the id was used again later."""
+    origin: str = "agent"
+    """`agent` for the agent's own jobs; for an imported run, the importer's identity of it."""
+    method: str = ""
+    """For an imported run: how the other tool obtained the energy, as its file says."""
+    uncertainty_pct: float | None = None
+    """For an imported run: its stated accuracy, percent; None unknown."""
 
     @property
     def key(self) -> JobKey:
         return JobKey(self.scheduler, self.job_id)
+
+    @property
+    def ref(self) -> str:
+        """How the CLI names this job: `slurm:4242`, or `slurm:4242#2` for a later run of the id."""
+        return str(self.key) if self.run == 1 else f"{self.key}#{self.run}"
+
+    @property
+    def imported(self) -> bool:
+        return self.origin != "agent"
+
+    def provenance(self) -> Tally:
+        """The job's energy by kind (measured, estimated, imported) with its range."""
+        return tally_joules(self.by_source(), self.uncertainty_pct, self.method)
 
     @property
     def running(self) -> bool:
@@ -104,9 +126,12 @@ class JobSummary:
     def as_dict(self) -> dict[str, Any]:
         """The JSON shape of the CLI and the HTTP API; times are ISO 8601 UTC, energy in joules and kWh."""
         energy = self.by_component()
+        provenance = self.provenance()
         return {
             "scheduler": self.scheduler,
             "job_id": self.job_id,
+            "run": self.run,
+            "ref": self.ref,
             "node": self.node,
             "user": self.info.user,
             "uid": self.info.uid,
@@ -131,6 +156,14 @@ class JobSummary:
             "samples": self.samples,
             "kwh_per_million_tokens": self.kwh_per(self.tokens, 1e6),
             "kwh_per_sample": self.kwh_per(self.samples, 1),
+            "hardware": {
+                "gpu_model": self.info.gpu_model or None,
+                "gpu_count": self.info.gpu_count,
+                "cpu_model": self.info.cpu_model or None,
+            },
+            "origin": self.origin,
+            "provenance": provenance.as_dict(),
+            "energy_kwh_range": provenance.range_dict(),
         }
 
     def kwh_per(self, count: int | None, unit: float) -> float | None:
@@ -169,10 +202,19 @@ class Filter:
         return " AND ".join(clauses), params
 
 
+def tally_joules(by_source_j: Mapping[str, float], uncertainty_pct: float | None, method: str) -> Tally:
+    out = Tally()
+    out.add_joules(by_source_j, uncertainty_pct, method)
+    return out
+
+
 _JOB_COLUMNS = (
     'id, scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen, '
-    "project, phase, model, tokens, samples"
+    "project, phase, model, tokens, samples, run, gpu_model, gpu_count, cpu_model, origin, method, "
+    "uncertainty_pct"
 )
+JobIdent = tuple[str, str, str, int]
+"""(scheduler, job_id, node, run)."""
 
 
 def query_jobs(
@@ -200,14 +242,18 @@ def query_jobs(
     for job, component, source, total in energy:
         joules.setdefault(job, {})[(component, source)] = total
     seconds = {job: (cpu, gpu) for job, cpu, gpu in usage}
-    out: dict[tuple[str, str, str], JobSummary] = {}
+    out: dict[JobIdent, JobSummary] = {}
     for row in rows:
         (rid, scheduler, job_id, node, user, uid, name, account, partition, start, end, last_seen) = row[:12]
-        project, phase, model, tokens, samples = row[12:]
+        project, phase, model, tokens, samples, run, gpu_model, gpu_count, cpu_model = row[12:21]
+        origin, method, uncertainty_pct = row[21:]
         cpu, gpu = seconds.get(rid, (0.0, 0.0))
-        out[(scheduler, job_id, node)] = JobSummary(
-            scheduler, job_id, node, JobInfo(user, uid, name, account, partition, project, phase, model),
-            start, end, last_seen, joules.get(rid, {}), cpu, gpu, tokens, samples,
+        info = JobInfo(
+            user, uid, name, account, partition, project, phase, model, gpu_model, gpu_count, cpu_model
+        )
+        out[(scheduler, job_id, node, run)] = JobSummary(
+            scheduler, job_id, node, info, start, end, last_seen, joules.get(rid, {}), cpu, gpu, tokens,
+            samples, run, origin, method, uncertainty_pct,
         )  # fmt: skip
     if pending:
         _add_pending(out, pending, pending_node)
@@ -215,7 +261,25 @@ def query_jobs(
     return sorted(found, key=lambda s: (s.start, s.scheduler, s.job_id, s.node))
 
 
-def _add_pending(out: dict[tuple[str, str, str], JobSummary], pending: Pending, node: str) -> None:
+def latest_runs(out: Mapping[JobIdent, JobSummary]) -> dict[tuple[str, str, str], JobSummary]:
+    """The latest run of each (scheduler, job_id, node)."""
+    latest: dict[tuple[str, str, str], JobSummary] = {}
+    for (scheduler, job_id, node, run), s in out.items():
+        old = latest.get((scheduler, job_id, node))
+        if old is None or run > old.run:
+            latest[(scheduler, job_id, node)] = s
+    return latest
+
+
+def pending_run(latest: tuple[int, float | None] | None, state: JobState) -> int:
+    """The run that pending news of a job goes to: the latest stored one (run, end), or the next."""
+    if latest is None:
+        return 1
+    run, end = latest
+    return run + 1 if new_run(end, state) else run
+
+
+def _add_pending(out: dict[JobIdent, JobSummary], pending: Pending, node: str) -> None:
     energy: dict[JobKey, dict[tuple[str, str], float]] = {}
     for (key, _hour, component, source), joules in pending.energy.items():
         per = energy.setdefault(key, {})
@@ -224,12 +288,15 @@ def _add_pending(out: dict[tuple[str, str, str], JobSummary], pending: Pending, 
     for (key, _hour), (cpu, gpu) in pending.usage.items():
         cpu_so_far, gpu_so_far = usage.get(key, (0.0, 0.0))
         usage[key] = (cpu_so_far + cpu, gpu_so_far + gpu)
+    latest = latest_runs(out)
     for key, state in pending.jobs.items():
-        ident = (key.scheduler, key.job_id, node)
+        last = latest.get((key.scheduler, key.job_id, node))
+        run = pending_run(None if last is None else (last.run, last.end), state)
+        ident = (key.scheduler, key.job_id, node, run)
         old = out.get(ident)
         if old is None:
             old = JobSummary(
-                key.scheduler, key.job_id, node, JobInfo(), state.start, None, state.last_seen, {}
+                key.scheduler, key.job_id, node, JobInfo(), state.start, None, state.last_seen, {}, run=run
             )
         end = old.end if state.ended is None else state.end
         merged_energy = dict(old.energy_j)
@@ -251,15 +318,27 @@ def _add_pending(out: dict[tuple[str, str, str], JobSummary], pending: Pending, 
 
 
 def find_job(summaries: Iterable[JobSummary], key_or_id: str, node: str | None = None) -> JobSummary:
-    """The one job that `4242` or `slurm:4242` names (on `node`, if given)."""
-    scheduler, sep, rest = key_or_id.partition(":")
+    """The one job that `4242`, `slurm:4242` or `slurm:4242#2` (run 2 of a reused id) names (on `node`,
+    if given). Without `#N`, an id used several times names its latest run."""
+    text, run = split_run(key_or_id)
+    scheduler, sep, rest = text.partition(":")
     candidates = [s for s in summaries if node is None or s.node == node]
     scheduler = SCHEDULER_ALIASES.get(scheduler, scheduler)
     matches = [s for s in candidates if sep and s.scheduler == scheduler and s.job_id == rest]
     if not matches:  # a bare id, or an id that itself holds a colon
-        matches = [s for s in candidates if s.job_id == key_or_id]
+        matches = [s for s in candidates if s.job_id == text]
     if not matches:
         raise JobNotFound(f"no job {key_or_id!r} in the ledger; `greenai jobs` lists the jobs it has")
+    if run is not None:
+        runs = sorted({s.run for s in matches})
+        matches = [s for s in matches if s.run == run]
+        if not matches:
+            raise JobNotFound(
+                f"job {text!r} has no run {run} in the ledger; its runs: {', '.join(map(str, runs))}"
+            )
+    else:
+        latest = latest_runs({(s.scheduler, s.job_id, s.node, s.run): s for s in matches})
+        matches = list(latest.values())
     if len(matches) > 1:
         nodes = {s.node for s in matches}
         if len({s.key for s in matches}) == 1:
@@ -270,6 +349,14 @@ def find_job(summaries: Iterable[JobSummary], key_or_id: str, node: str | None =
         names = ", ".join(sorted(str(s.key) for s in matches))
         raise AmbiguousJob(f"job id {key_or_id!r} is ambiguous ({names}); use scheduler:id")
     return matches[0]
+
+
+def split_run(key_or_id: str) -> tuple[str, int | None]:
+    """`slurm:4242#2` -> ('slurm:4242', 2); an id without `#N` -> (id, None)."""
+    text, sep, number = key_or_id.rpartition("#")
+    if sep and number.isdigit() and int(number) >= 1 and text:
+        return text, int(number)
+    return key_or_id, None
 
 
 @dataclass(frozen=True)
@@ -287,15 +374,20 @@ def query_job_hours(
     conn: sqlite3.Connection, job: JobSummary, pending: Pending | None = None, pending_node: str = ""
 ) -> JobHours:
     """`job`'s hourly joules (with `pending`, of node `pending_node`, added) and its carbon overrides."""
-    ident = (job.scheduler, job.job_id, job.node)
+    ident = (job.scheduler, job.job_id, job.node, job.run)
     own = not conn.in_transaction  # inside a caller's snapshot, its transaction already holds one state
     if own:
         conn.execute("BEGIN")
     try:
         row = conn.execute(
             "SELECT id, location, pue, intensity_g_per_kwh FROM jobs WHERE scheduler = ? AND job_id = ? "
-            "AND node = ?",
+            "AND node = ? AND run = ?",
             ident,
+        ).fetchone()
+        stored_latest = conn.execute(
+            'SELECT run, "end" FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ? ORDER BY run DESC '
+            "LIMIT 1",
+            ident[:3],
         ).fetchone()
         rows = (
             conn.execute(
@@ -310,10 +402,13 @@ def query_job_hours(
     hours: dict[int, dict[tuple[str, str], float]] = {}
     for hour, component, source, joules in rows:
         hours.setdefault(hour, {})[(component, source)] = joules
-    if pending and job.node == pending_node:
-        for (key, hour, component, source), joules in pending.energy.items():
-            if key == job.key:
-                add_all(hours.setdefault(hour, {}), {(component, source): joules})
+    state = pending.jobs.get(job.key) if pending and job.node == pending_node else None
+    if pending and state is not None:
+        latest = None if stored_latest is None else (int(stored_latest[0]), stored_latest[1])
+        if pending_run(latest, state) == job.run:
+            for (key, hour, component, source), joules in pending.energy.items():
+                if key == job.key:
+                    add_all(hours.setdefault(hour, {}), {(component, source): joules})
     if row is None:
         return JobHours(hours)
     return JobHours(hours, row[1] or "", row[2], row[3])

@@ -16,12 +16,25 @@ Version 3 adds to `jobs`:
 Version 4 adds `jobs.digest`: for an imported run, the hash of what the file said about it
 (`ImportedRun.digest`), so that a re-import can tell an unchanged run from an edited one; NULL for
 the agent's own jobs (agent.ledger.imports).
+
+Version 5 rebuilds `jobs` (same ids, so `energy` and `usage` still point at them) with:
+- `run`: a job id seen again after its record ended (slurmctld state reset, ids reused) is a new job,
+  run 2, 3 ...; the unique key is (scheduler, job_id, node, run). `slurm:4242#2` names run 2.
+- `gpu_model`, `gpu_count`, `cpu_model`: the hardware the job ran on ('' / NULL: unknown); the GPU
+  count is the most GPUs it used at once.
+- For imports: `method` (how the other tool obtained the energy, as its file says; '' unknown) and
+  `uncertainty_pct` (its stated relative accuracy; NULL unknown). agent.ledger.provenance.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+
+_V4_COLUMNS = (
+    'id, scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen, '
+    "project, phase, model, tokens, samples, origin, location, pue, intensity_g_per_kwh, digest"
+)
 
 # Each migration is the list of statements that takes the schema from version i to i + 1.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -68,6 +81,30 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # v4: the imported run's content hash (see the module docstring).
     ("ALTER TABLE jobs ADD COLUMN digest TEXT",),
+    # v5: runs of a reused id, hardware, imports' method and accuracy (see the module docstring).
+    # The table is rebuilt to change its unique key; foreign keys are off while files._migrate runs.
+    (
+        """CREATE TABLE jobs_v5 (
+            id INTEGER PRIMARY KEY,
+            scheduler TEXT NOT NULL, job_id TEXT NOT NULL, node TEXT NOT NULL,
+            run INTEGER NOT NULL DEFAULT 1,
+            user TEXT NOT NULL DEFAULT '', uid INTEGER, name TEXT NOT NULL DEFAULT '',
+            account TEXT NOT NULL DEFAULT '', "partition" TEXT NOT NULL DEFAULT '',
+            start REAL NOT NULL, "end" REAL, last_seen REAL NOT NULL,
+            project TEXT NOT NULL DEFAULT '', phase TEXT NOT NULL DEFAULT '', model TEXT NOT NULL DEFAULT '',
+            tokens INTEGER, samples INTEGER,
+            origin TEXT NOT NULL DEFAULT 'agent', location TEXT NOT NULL DEFAULT '', pue REAL,
+            intensity_g_per_kwh REAL, digest TEXT,
+            gpu_model TEXT NOT NULL DEFAULT '', gpu_count INTEGER, cpu_model TEXT NOT NULL DEFAULT '',
+            method TEXT NOT NULL DEFAULT '', uncertainty_pct REAL,
+            UNIQUE (scheduler, job_id, node, run))""",
+        f"INSERT INTO jobs_v5 ({_V4_COLUMNS}) SELECT {_V4_COLUMNS} FROM jobs",
+        "DROP TABLE jobs",
+        "ALTER TABLE jobs_v5 RENAME TO jobs",
+        'CREATE INDEX jobs_by_end ON jobs ("end")',
+        "CREATE INDEX jobs_by_user ON jobs (user)",
+        "CREATE INDEX jobs_by_origin ON jobs (origin)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -75,9 +112,9 @@ ADD_USEFUL = """
 UPDATE jobs SET
     tokens = CASE WHEN ?1 IS NULL THEN tokens ELSE COALESCE(tokens, 0) + ?1 END,
     samples = CASE WHEN ?2 IS NULL THEN samples ELSE COALESCE(samples, 0) + ?2 END
-WHERE scheduler = ?3 AND job_id = ?4 AND node = ?5
+WHERE id = (SELECT id FROM jobs WHERE scheduler = ?3 AND job_id = ?4 AND node = ?5 ORDER BY run DESC LIMIT 1)
 """
-"""Add annotated tokens and samples to a job (NULL stays NULL until some are given)."""
+"""Add annotated tokens and samples to a job's latest run (NULL stays NULL until some are given)."""
 
 
 class LedgerError(Exception):

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from agent.ledger.files import open_for_writing, storable
-from agent.ledger.pending import JobState, Pending, add_counts
+from agent.ledger.pending import JobState, Pending, add_counts, new_run
 from agent.ledger.read import Filter, JobHours, JobSummary, find_job, query_job_hours, query_jobs
 from agent.ledger.schema import ADD_USEFUL, error_reason
 from agent.units import hour_of
@@ -36,24 +36,34 @@ from collectors.workloads import JobInfo, JobKey
 
 log = logging.getLogger("greenai.ledger")
 
-_UPSERT_JOB = """
-INSERT INTO jobs (scheduler, job_id, node, user, uid, name, account, "partition", start, "end", last_seen,
-                  project, phase, model)
-VALUES (:scheduler, :job_id, :node, :user, :uid, :name, :account, :partition, :start, :end, :last_seen,
-        :project, :phase, :model)
-ON CONFLICT (scheduler, job_id, node) DO UPDATE SET
-    user = CASE WHEN excluded.user != '' THEN excluded.user ELSE user END,
-    uid = COALESCE(excluded.uid, uid),
-    name = CASE WHEN excluded.name != '' THEN excluded.name ELSE name END,
-    account = CASE WHEN excluded.account != '' THEN excluded.account ELSE account END,
-    "partition" = CASE WHEN excluded."partition" != '' THEN excluded."partition" ELSE "partition" END,
-    start = MIN(start, excluded.start),
-    "end" = CASE :ended WHEN 1 THEN excluded."end" WHEN 0 THEN NULL ELSE "end" END,
-    last_seen = MAX(last_seen, excluded.last_seen),
-    project = CASE WHEN excluded.project != '' THEN excluded.project ELSE project END,
-    phase = CASE WHEN excluded.phase != '' THEN excluded.phase ELSE phase END,
-    model = CASE WHEN excluded.model != '' THEN excluded.model ELSE model END
+_LATEST_RUN = """
+SELECT id, run, "end" FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ? ORDER BY run DESC LIMIT 1
+"""
+_INSERT_JOB = """
+INSERT INTO jobs (scheduler, job_id, node, run, user, uid, name, account, "partition", start, "end",
+                  last_seen, project, phase, model, gpu_model, gpu_count, cpu_model)
+VALUES (:scheduler, :job_id, :node, :run, :user, :uid, :name, :account, :partition, :start, :end,
+        :last_seen, :project, :phase, :model, :gpu_model, :gpu_count, :cpu_model)
 RETURNING id
+"""
+_UPDATE_JOB = """
+UPDATE jobs SET
+    user = CASE WHEN :user != '' THEN :user ELSE user END,
+    uid = COALESCE(:uid, uid),
+    name = CASE WHEN :name != '' THEN :name ELSE name END,
+    account = CASE WHEN :account != '' THEN :account ELSE account END,
+    "partition" = CASE WHEN :partition != '' THEN :partition ELSE "partition" END,
+    start = MIN(start, :start),
+    "end" = CASE :ended WHEN 1 THEN :end WHEN 0 THEN NULL ELSE "end" END,
+    last_seen = MAX(last_seen, :last_seen),
+    project = CASE WHEN :project != '' THEN :project ELSE project END,
+    phase = CASE WHEN :phase != '' THEN :phase ELSE phase END,
+    model = CASE WHEN :model != '' THEN :model ELSE model END,
+    gpu_model = CASE WHEN :gpu_model != '' THEN :gpu_model ELSE gpu_model END,
+    gpu_count = CASE WHEN gpu_count IS NULL OR :gpu_count > gpu_count THEN COALESCE(:gpu_count, gpu_count)
+                ELSE gpu_count END,
+    cpu_model = CASE WHEN :cpu_model != '' THEN :cpu_model ELSE cpu_model END
+WHERE id = :id
 """
 _UPSERT_ENERGY = """
 INSERT INTO energy (job, hour, component, source, joules) VALUES (?, ?, ?, ?, ?)
@@ -226,27 +236,35 @@ class Ledger:
             raise
 
     def _upsert_job(self, key: JobKey, state: JobState) -> int:
-        row = self._conn.execute(
-            _UPSERT_JOB,
-            {
-                "scheduler": storable(key.scheduler),
-                "job_id": storable(key.job_id),
-                "node": storable(self.node),
-                "user": storable(state.info.user),
-                "uid": state.info.uid,
-                "name": storable(state.info.name),
-                "account": storable(state.info.account),
-                "partition": storable(state.info.partition),
-                "start": state.start,
-                "end": state.end,
-                "last_seen": state.last_seen,
-                "ended": None if state.ended is None else int(state.ended),
-                "project": storable(state.info.project),
-                "phase": storable(state.info.phase),
-                "model": storable(state.info.model),
-            },
-        ).fetchone()
-        return int(row[0])
+        """The row of `key`'s latest run, updated; or a new run's, when the latest ended before this
+        news began (the id was reused: a new job)."""
+        ident = (storable(key.scheduler), storable(key.job_id), storable(self.node))
+        latest = self._conn.execute(_LATEST_RUN, ident).fetchone()
+        values = {
+            "scheduler": storable(key.scheduler),
+            "job_id": storable(key.job_id),
+            "node": storable(self.node),
+            "user": storable(state.info.user),
+            "uid": state.info.uid,
+            "name": storable(state.info.name),
+            "account": storable(state.info.account),
+            "partition": storable(state.info.partition),
+            "start": state.start,
+            "end": state.end,
+            "last_seen": state.last_seen,
+            "ended": None if state.ended is None else int(state.ended),
+            "project": storable(state.info.project),
+            "phase": storable(state.info.phase),
+            "model": storable(state.info.model),
+            "gpu_model": storable(state.info.gpu_model),
+            "gpu_count": state.info.gpu_count,
+            "cpu_model": storable(state.info.cpu_model),
+        }
+        if latest is not None and not new_run(latest[2], state):
+            self._conn.execute(_UPDATE_JOB, {**values, "id": latest[0]})
+            return int(latest[0])
+        run = 1 if latest is None else int(latest[1]) + 1
+        return int(self._conn.execute(_INSERT_JOB, {**values, "run": run}).fetchone()[0])
 
     def _failed(self, reason: str, message: str) -> None:
         """Count a failed flush (caller holds _lock); log when the state changes, not on every retry."""

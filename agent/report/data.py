@@ -34,6 +34,7 @@ class JobTotals:
 
     scheduler: str
     job_id: str
+    run: int
     user: str
     name: str
     project: str
@@ -108,7 +109,8 @@ class YearData:
     """Everything the report needs from the ledgers for one year."""
 
     year: int
-    jobs: dict[tuple[str, str], JobTotals] = field(default_factory=dict)
+    jobs: dict[tuple[str, str, int], JobTotals] = field(default_factory=dict)
+    """(scheduler, job_id, run) -> the job over all its nodes."""
     hour_kwh: dict[tuple[str, int], list[float]] = field(default_factory=dict)
     """(pricing id, hour) -> [IT kWh, estimated kWh, unattributed kWh], for the ledger being read."""
     pricing: dict[str, Pricing] = field(default_factory=dict)
@@ -163,12 +165,13 @@ class YearReader:
         job_of: dict[int, JobTotals] = {}
         for row in aggregates.jobs(reader, lo, hi):
             rid, scheduler, job_id, node = row[:4]
-            job = out.jobs.get((scheduler, job_id))
+            run = row[17]
+            job = out.jobs.get((scheduler, job_id, run))
             if job is None:
                 user, name, start, end, project, phase, model, tokens, samples, origin = row[4:14]
-                job = JobTotals(scheduler, job_id, user, name, project, phase, model, origin, start, end)
+                job = JobTotals(scheduler, job_id, run, user, name, project, phase, model, origin, start, end)
                 job.tokens, job.samples = tokens, samples
-                out.jobs[(scheduler, job_id)] = job
+                out.jobs[(scheduler, job_id, run)] = job
             else:  # the same job on another node (ledger): one task
                 job.start = min(job.start, row[6])
                 job.end = None if job.end is None or row[7] is None else max(job.end, row[7])

@@ -206,11 +206,12 @@ def read_year(
         node = node_of(labels)
         scheduler, job_id = labels.get("scheduler", ""), labels.get("job_id", "")
         first, last = min(hours), max(hours)
-        job = out.jobs.get((scheduler, job_id))
+        job = out.jobs.get((scheduler, job_id, 1))  # metrics do not tell runs of a reused id apart
         if job is None:
             job = JobTotals(
                 scheduler,
                 job_id,
+                1,
                 user=labels.get("user", ""),
                 name=labels.get("name", ""),
                 project=labels.get("project", ""),
@@ -220,7 +221,7 @@ def read_year(
                 start=first,
                 end=last + HOUR_SECONDS,
             )
-            out.jobs[(scheduler, job_id)] = job
+            out.jobs[(scheduler, job_id, 1)] = job
         job.start = min(job.start, first)
         job.end = max(job.end or 0, last + HOUR_SECONDS)
         job.nodes.add(node)

@@ -17,7 +17,7 @@ import pytest
 
 from agent.ledger import schema as ledger_schema
 from agent.ledger.read import open_readonly
-from agent.ledger.schema import LedgerError
+from agent.ledger.schema import JobNotFound, LedgerError
 from agent.ledger.writer import Ledger
 from agent.units import hour_of
 from collectors.workloads import JobInfo, JobKey
@@ -186,10 +186,37 @@ def test_a_restarted_agent_continues_the_same_record(path: Path, clock: FakeCloc
         (1, T0, T0 + 102, T0 + 102, "train")
     ]
     third = Ledger(path, "node1", clock, background=False)
-    third.job_seen(JOB, ALICE, T0 + 200)  # seen again after its end (e.g. a wrong end): running again
+    third.job_seen(JOB, ALICE, T0 + 130)  # seen again within a minute of its end: a wrong end, running again
     third.close()
     s = open_readonly(path).job("4242")
-    assert s.end is None and s.start == T0 and s.by_component()["total"] == 12.0
+    assert s.end is None and s.start == T0 and s.by_component()["total"] == 12.0 and s.run == 1
+
+
+def test_a_reused_job_id_after_the_end_is_a_new_job(path: Path, clock: FakeClock) -> None:
+    first = Ledger(path, "node1", clock, background=False)
+    first.job_seen(JOB, ALICE, T0)
+    tick(first, T0 + 1)
+    first.job_ended(JOB, T0 + 10)
+    first.close()
+    # slurmctld's state was reset: the same id comes back an hour later for another user's job
+    second = Ledger(path, "node1", clock, background=False)
+    bob = JobInfo(user="bob", uid=1001, name="eval")
+    second.job_seen(JOB, bob, T0 + 3600)
+    second.record(T0 + 3601, {JOB: (bob, {GPU: 4.0})}, unattributed={}, node={GPU: 4.0})
+    live = {s.ref: s for s in second.live_jobs()}  # before the flush, the pending news is the new run
+    assert sorted(live) == ["slurm:4242", "slurm:4242#2"]
+    assert live["slurm:4242#2"].start == T0 + 3600 and live["slurm:4242#2"].total_j == 4.0
+    assert second.live_job_hours(live["slurm:4242"]).energy_j == {hour_of(T0 + 1): {CPU: 2.0, GPU: 2.0}}
+    assert second.live_job_hours(live["slurm:4242#2"]).energy_j == {hour_of(T0 + 3601): {GPU: 4.0}}
+    second.close()
+    reader = open_readonly(path)
+    old, new = reader.job("slurm:4242#1"), reader.job("4242")  # a bare id names the latest run
+    assert (old.run, old.info.user, old.start, old.end, old.total_j) == (1, "alice", T0, T0 + 10, 4.0)
+    assert (new.run, new.info.user, new.start, new.end, new.total_j) == (2, "bob", T0 + 3600, None, 4.0)
+    assert new.as_dict()["ref"] == "slurm:4242#2"
+    assert reader.job_hours(new).energy_j == {hour_of(T0 + 3601): {GPU: 4.0}}
+    with pytest.raises(JobNotFound, match=r"no run 3.*its runs: 1, 2"):
+        reader.job("4242#3")
 
 
 CRASH_SCRIPT = """
@@ -404,6 +431,8 @@ def test_an_older_schema_is_upgraded_in_place(path: Path) -> None:
     led.close()
     assert rows(path, "PRAGMA user_version") == [(ledger_schema.SCHEMA_VERSION,)]
     assert ("jobs_by_user",) in rows(path, "SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert rows(path, "SELECT id, run, gpu_count, method FROM jobs") == [(7, 1, None, "")]  # v5 rebuilt jobs
+    assert rows(path, "PRAGMA foreign_key_check") == []
     s = open_readonly(path).job("4242")
     assert s.by_component()["cpu"] == 7.0 and s.info.name == "train"
 

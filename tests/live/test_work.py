@@ -256,7 +256,7 @@ def test_a_version_2_ledger_is_upgraded_in_place(tmp_path: Path) -> None:
     result = run_greenai("annotate", "77", "--samples", "90", "--ledger", str(path))
     assert result.returncode == 0, result.stderr
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
     row = conn.execute("SELECT name, origin, project, tokens, samples, pue FROM jobs").fetchone()
     conn.close()
     assert row == ("old", "agent", "", None, 90, None)
