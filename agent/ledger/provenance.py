@@ -47,10 +47,11 @@ class Accuracy:
 NVML_ACCURACY = Accuracy(
     0.05,
     0.05,
-    "NVIDIA documents board power readings as accurate to within +/-5 W (nvidia-smi, power.draw); "
-    "the energy counter integrates the same sensor. Yang et al. 2023 (arXiv:2312.02741) show that "
-    "A100/H100 sensors average only part of each period, so jobs shorter than a minute can be off by "
-    "more. +/-5 % of energy is taken for a job's total.",
+    "NVML's reference documents the board power reading as accurate to within +/-5 % of the current "
+    "draw (nvmlDeviceGetPowerUsage, Fermi and Kepler; no tighter figure is published for later GPUs), "
+    "and the energy counter integrates the same sensor. Yang et al. 2024 (SC24, arXiv:2312.02741) show "
+    "that A100/H100 sensors sample only part of each period, so jobs under a minute can be off by more. "
+    "+/-5 % of a job's energy is taken.",
 )
 RAPL_ACCURACY = Accuracy(
     0.05,
@@ -62,8 +63,9 @@ RAPL_ACCURACY = Accuracy(
 ESTIMATE_ACCURACY = Accuracy(
     0.60,
     1.90,
-    "A TDP x utilisation model, like CodeCarbon's fallback, which was found -60 % to +190 % off RAPL "
-    "measurements of the same work (CodeCarbon methodology); the range is taken as is.",
+    "A TDP x utilisation model of the kind CodeCarbon falls back to without RAPL; comparisons of that "
+    "fallback with RAPL on the same work found it -60 % to +190 % off. The range is taken as is: the "
+    "figure may be 0.4x to 2.9x the true energy.",
 )
 UNKNOWN_IMPORT = Accuracy(None, None, "imported without a stated accuracy: unknown")
 
