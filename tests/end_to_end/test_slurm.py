@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from agent.units import joules_text
 from collectors.base import Status
 from collectors.jobs.slurm import MAX_NAME_CHARS, SlurmJob, SlurmMetadata, parse_json, parse_text
 from collectors.workloads import JobInfo
@@ -439,8 +440,10 @@ def test_epilog_appends_the_summary_as_the_jobs_user(
     assert text.startswith("job output\n")
     assert f"energy of Slurm job {job.job_id}" in text
     assert "duration:  1h 02m 03s" in text
-    assert "0.0110 kWh total (cpu 0.0100 + dram 0.0010 + gpu 0.0000 kWh)" in text
-    assert "100% of this energy is a model estimate" in text
+    assert "energy:    11.0 Wh (cpu 10.0 Wh, dram 1.00 Wh, gpu 0 Wh)" in text
+    assert "measured:  none of it" in text
+    assert "estimated: 11.0 Wh (100.0 %), a model estimate (estimate), not measured" in text
+    assert "CO2e:      not available" in text  # this agent gave no co2e_grams
     assert "appended" in result.stderr
 
 
@@ -707,16 +710,16 @@ def _epilog_falls_back_to_the_cli(
     assert "trying the greenai CLI" in result.stderr and "appended" in result.stderr, result.stderr
     text = out.read_text()
     assert text.startswith("job output\n"), text
-    joules = record["energy_joules"]
-    kwh = {c: joules[c] / 3.6e6 for c in ("total", "cpu", "dram", "gpu")}
+    joules = {c: joules_text(record["energy_joules"][c]) for c in ("total", "cpu", "dram", "gpu")}
     assert f"=== greenai: energy of Slurm job {job_id} ===" in text, text
     assert (
-        f"energy:    {kwh['total']:.4f} kWh total "
-        f"(cpu {kwh['cpu']:.4f} + dram {kwh['dram']:.4f} + gpu {kwh['gpu']:.4f} kWh)"
+        f"energy:    {joules['total']} (cpu {joules['cpu']}, dram {joules['dram']}, gpu {joules['gpu']})"
     ) in text, text
     seconds = round(record["duration_seconds"])
     assert f"duration:  0h {seconds // 60:02d}m {seconds % 60:02d}s" in text, text
-    assert "estimated: 100% of this energy is a model estimate" in text, text
+    assert f"estimated: {joules['total']} (100.0 %), " in text, text
+    # No carbon: section in this agent's config: the CLI prices at the world average, and says so.
+    assert "g market-based (grid: world, a fallback average, not this site's own grid)" in text, text
     assert out.stat().st_uid == NOBODY
 
 

@@ -15,17 +15,19 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from tests.support.processes import free_port, wait_for
+from tests.support.processes import REPO, free_port, wait_for
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol")
 PROCTRACKS = ("cgroup", "linuxproc")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+EPILOG = REPO / "scripts" / "slurm-epilog"
 
 
 def cgroup_v2_only() -> bool:
@@ -216,6 +218,11 @@ class SlurmCluster:
                 found.setdefault(controller_dir.name, job_dir)
         return found
 
+    def run_epilog_in(self, directory: Path, api_url: str) -> None:
+        """Have the Epilog run scripts/slurm-epilog, asking `api_url`, for jobs working in `directory`
+        (its name must be unique in this session)."""
+        (self.workdir / "epilog.d" / directory.name).write_text(api_url)
+
     def log_tails(self) -> str:
         return self.host.log_tails()
 
@@ -233,6 +240,7 @@ class SlurmHost:
         (self.workdir / "jobs").chmod(0o1777)
         self.node = socket.gethostname().split(".")[0]
         self.conf = self.workdir / "slurm.conf"
+        self.epilog_log = self.workdir / "log" / "epilog.log"
         self.munge_socket = self.workdir / "munge" / "munge.socket"
         self._env = {**os.environ, "SLURM_CONF": str(self.conf)}
         self._munged: _Daemon | None = None
@@ -315,6 +323,7 @@ class SlurmHost:
             " State=UNKNOWN",
             f"PartitionName=debug Nodes={self.node} Default=YES MaxTime=INFINITE State=UP",
         ]
+        lines.append(f"Epilog={self._write_epilog()}")
         self.conf.write_text("\n".join(lines) + "\n")
         # No systemd runs the daemons here: IgnoreSystemd lets slurmd make its cgroups itself.
         (w / "cgroup.conf").write_text(
@@ -325,6 +334,28 @@ class SlurmHost:
             "ConstrainRAMSpace=no\n"
             "ConstrainDevices=no\n"
         )
+
+    def _write_epilog(self) -> Path:
+        """An Epilog that runs scripts/slurm-epilog, as slurmd would, only for the jobs whose working
+        directory a test named with `SlurmCluster.run_epilog_in` (other tests' jobs are left alone).
+
+        Like a site's wrapper it sets PATH (slurmd gives an Epilog none): the system's python3 runs
+        the script, which finds greenai's Python through the `greenai` command at the end of PATH.
+        """
+        wrapper = self.workdir / "epilog"
+        enabled = self.workdir / "epilog.d"
+        enabled.mkdir(exist_ok=True)
+        wrapper.write_text(
+            "#!/bin/sh\n"
+            f'on="{enabled}/$(basename "$SLURM_JOB_WORK_DIR")"\n'
+            '[ -f "$on" ] || exit 0\n'
+            'GREENAI_API_URL=$(cat "$on")\n'
+            f"PATH=/usr/bin:/bin:{Path(sys.executable).parent}\n"
+            "export GREENAI_API_URL PATH\n"
+            f'exec "{EPILOG}" >> "{self.epilog_log}" 2>&1\n'
+        )
+        wrapper.chmod(0o755)
+        return wrapper
 
     def start(self, proctrack: str, timeout: float = 30.0) -> SlurmCluster:
         """Run slurmctld and slurmd with this proctrack plugin; return once the node is idle."""
@@ -393,5 +424,5 @@ class SlurmHost:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log_tails(self) -> str:
-        logs = ("slurmctld.log", "slurmd.log", "munged.log", "slurmctld.out", "slurmd.out")
+        logs = ("slurmctld.log", "slurmd.log", "munged.log", "slurmctld.out", "slurmd.out", "epilog.log")
         return "\n".join(f"--- {name}\n{_tail(self.workdir / 'log' / name)}" for name in logs)
