@@ -11,7 +11,6 @@ import http.server
 import importlib.util
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -23,6 +22,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent import units
 from tests.support.processes import AgentProcess, http_get, wait_for
@@ -103,20 +104,9 @@ def test_an_unknown_value_is_no_guess() -> None:
     assert epilog.expand_pattern("%%x-%j.out", _values(x=None)) == "%x-3.out"  # %x is not a field here
 
 
-# Property tests over random text, seeded so a failure is reproducible (hypothesis is not a dev
-# dependency of the project).
-ALPHABET = "ab-_./%%%0123456789AaJjNnstuxqZ "
-
-
-def _random_texts(count: int = 2000) -> Iterator[str]:
-    rng = random.Random(20260)
-    for _ in range(count):
-        yield "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 16)))
-
-
-def test_doubled_percent_signs_round_trip() -> None:
-    for text in _random_texts():
-        assert epilog.expand_pattern(text.replace("%", "%%"), _values()) == text, text
+@given(st.text(alphabet="ab-_./%0123456789AaJjNnstuxqZ ", max_size=16))
+def test_doubled_percent_signs_round_trip(text: str) -> None:
+    assert epilog.expand_pattern(text.replace("%", "%%"), _values()) == text
 
 
 def test_unknown_letters_are_kept_as_slurm_keeps_them() -> None:
@@ -128,19 +118,17 @@ def test_unknown_letters_are_kept_as_slurm_keeps_them() -> None:
         assert epilog.expand_pattern(f"a%3{letter}b", _values("7")) == f"a3{letter}b"
 
 
-def test_numbers_are_padded_to_at_most_ten_digits_and_names_never() -> None:
-    rng = random.Random(7)
-    for _ in range(500):
-        job_id = str(rng.randint(1, 10**9))
-        width = rng.randint(0, 14)
-        values = _values(job_id, A="42", a="5")
-        assert epilog.expand_pattern(f"%{width}j", values) == job_id.zfill(min(width, 10))
-        assert epilog.expand_pattern(f"%{width}J", values) == job_id.zfill(min(width, 10))
-        assert epilog.expand_pattern(f"%{width}A_%{width}a", values) == (
-            f"{'42'.zfill(min(width, 10))}_{'5'.zfill(min(width, 10))}"
-        )
-        for letter, value in (("x", "nm"), ("u", "root"), ("N", "vm"), ("s", "batch")):
-            assert epilog.expand_pattern(f"%{width}{letter}", values) == value
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=0, max_value=14))
+def test_numbers_are_padded_to_at_most_ten_digits_and_names_never(job: int, width: int) -> None:
+    job_id = str(job)
+    values = _values(job_id, A="42", a="5")
+    assert epilog.expand_pattern(f"%{width}j", values) == job_id.zfill(min(width, 10))
+    assert epilog.expand_pattern(f"%{width}J", values) == job_id.zfill(min(width, 10))
+    assert epilog.expand_pattern(f"%{width}A_%{width}a", values) == (
+        f"{'42'.zfill(min(width, 10))}_{'5'.zfill(min(width, 10))}"
+    )
+    for letter, value in (("x", "nm"), ("u", "root"), ("N", "vm"), ("s", "batch")):
+        assert epilog.expand_pattern(f"%{width}{letter}", values) == value
 
 
 def test_scontrol_record_fields() -> None:
