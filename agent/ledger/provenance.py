@@ -172,15 +172,19 @@ class Tally:
             return None, None
         return value * self.low / total, value * self.high / total
 
+    @property
+    def quantified(self) -> bool:
+        """Whether some of the energy has a stated accuracy (else there is no range to give)."""
+        return self.total > 0 and self.unquantified < self.total
+
     def range_dict(self, value: float | None = None) -> dict[str, float | None]:
-        """{value, low, high} of this energy (kWh), or of a figure proportional to it."""
+        """{value, low, high} of this energy (kWh), or of a figure proportional to it; low and high
+        are None when no part of the energy has a stated accuracy."""
         if value is None:
-            return {
-                "value": self.total,
-                "low": self.low if self.total else None,
-                "high": self.high if self.total else None,
-            }
-        low, high = self.scaled(value)
+            value = self.total
+            low, high = (self.low, self.high) if self.quantified else (None, None)
+        else:
+            low, high = self.scaled(value) if self.quantified else (None, None)
         return {"value": value, "low": low, "high": high}
 
     def as_dict(self) -> dict[str, Any]:
@@ -189,8 +193,8 @@ class Tally:
             "kwh_by_kind": dict(self.by_kind),
             "shares": self.shares(),
             "kwh_by_source": dict(sorted(self.by_source.items())),
-            "low_kwh": self.low if self.total else None,
-            "high_kwh": self.high if self.total else None,
+            "low_kwh": self.low if self.quantified else None,
+            "high_kwh": self.high if self.quantified else None,
             "unquantified_kwh": self.unquantified,
             "methods": {s: method_of(s, self.methods.get(s, "")) for s in sorted(self.by_source)},
         }
