@@ -41,7 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--interval", type=float, metavar="SECONDS", help="sampling interval (default 1)")
     agent.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
-    doc = sub.add_parser("doctor", parents=[host], help="say which energy sources work here, and why not")
+    doc = sub.add_parser(
+        "doctor",
+        parents=[host],
+        help="say which energy sources work here and why not, and how the carbon section prices them",
+        epilog="exit codes: 0 ok, 1 no energy source works or a carbon site does not resolve, 2 bad config",
+    )
     doc.add_argument("--json", action="store_true", help="print the report as JSON")
 
     ledger = argparse.ArgumentParser(add_help=False)

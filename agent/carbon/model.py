@@ -26,6 +26,8 @@ from agent.config.carbon import MONTHS, CarbonConfig, EmbodiedConfig, SiteConfig
 from agent.units import SECONDS_PER_YEAR
 
 IMPLICIT_SITE = "default"
+UNASSIGNED = "unassigned"
+"""The site of nodes that match no site when several sites and no default_site are configured."""
 
 log = logging.getLogger("greenai.carbon")
 
@@ -112,7 +114,7 @@ def hour_emissions(site: Site, hour_start: int, it_kwh: float) -> Emissions:
     value = site.hourly.hours.get(hour_start) if site.hourly is not None else None
     if value is not None and site.hourly is not None:
         intensity, grid_cfe = value.g_per_kwh, value.cfe_share
-        prov = Provenance(site.hourly.path, "", "hourly", site.name, note=f"{site.hourly.basis} intensity")
+        prov = site.hourly.provenance(site.name)
         hourly_kwh = facility
     else:
         intensity, grid_cfe = site.annual.g_per_kwh, site.annual.grid_cfe_share
@@ -151,7 +153,12 @@ class CarbonModel:
     sites: Sequence[Site]
     default: Site
     embodied: Sequence[EmbodiedItem] = ()
-    warnings: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
+    """Warnings about the config itself (a site with no location), given once at start-up."""
+    warn: Callable[[str], None] = field(default=log.warning, compare=False, repr=False)
+    """Told, once per node, when a node falls to the unassigned site."""
+    unassigned_nodes: set[str] = field(default_factory=set, compare=False, repr=False)
+    """The nodes priced at the unassigned site so far: they match no site and no default_site is set."""
 
     @classmethod
     def from_config(
@@ -162,14 +169,14 @@ class CarbonModel:
     ) -> CarbonModel:
         """Resolve locations and read intensity CSVs; raises CarbonDataError (one line) on bad input.
 
-        Unresolved locations price at the world average (flagged) and are named in one warning.
+        An unknown location is an UnknownLocation error; a site without a location prices at the
+        world average, flagged, and `warn` is told once. A node that matches no site while several
+        sites and no default_site are configured also prices at the world average: `warn` is told
+        when that first happens to it (`site_for`), and `warnings` lists such nodes.
         """
         data = data if data is not None else CodecarbonData()
-        missing: list[str] = []
-        site_configs: Mapping[str, SiteConfig] = config.sites or {
-            IMPLICIT_SITE: SiteConfig(location=config.location)
-        }
-        sites = [_site(name, sc, data, missing) for name, sc in site_configs.items()]
+        configs = site_configs(config)
+        sites = [build_site(name, sc, data, location_key(config, name)) for name, sc in configs.items()]
         by_name = {s.name: s for s in sites}
         if config.default_site is not None:
             default = by_name[config.default_site]
@@ -177,22 +184,28 @@ class CarbonModel:
             default = sites[0]
         else:
             note = "node matches no site and no carbon.default_site is set"
-            default = Site("unassigned", data.world(note))
-            missing.append("a site for nodes that match none (set carbon.default_site)")
-        items = [_item(e) for e in config.embodied]
-        warnings: tuple[str, ...] = ()
-        if missing:
-            world = data.world().g_per_kwh
-            warnings = (
-                f"carbon: {'; '.join(missing)}: CO2 is priced at the world average, {world:g} g/kWh, until "
-                "carbon.location or carbon.sites says where the nodes are",
-            )
-            warn(warnings[0])
-        return cls(sites, default, items, warnings)
+            default = Site(UNASSIGNED, data.world(note))
+        notes = _location_notes(config, data)
+        for line in notes:
+            warn(line)
+        return cls(sites, default, [_item(e) for e in config.embodied], notes, warn)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Everything a reader of the figures should be told: the config's notes, then the nodes that
+        fell to the unassigned site (only once some did)."""
+        nodes = sorted(list(self.unassigned_nodes))  # list() first: one atomic copy of the set
+        return self.notes + ((self._unassigned_warning(nodes),) if nodes else ())
 
     def site_for(self, node: str) -> Site:
         """The first site whose `nodes` regexes match `node` in full, else the default site."""
-        return next((s for s in self.sites if s.matches(node)), self.default)
+        site = next((s for s in self.sites if s.matches(node)), None)
+        if site is not None:
+            return site
+        if node not in self.unassigned_nodes and all(s is not self.default for s in self.sites):
+            self.unassigned_nodes.add(node)
+            self.warn(self._unassigned_warning([node]))
+        return self.default
 
     def emissions(self, node: str, hour_start: int, it_kwh: float) -> Emissions:
         """`it_kwh` used by `node` in the hour starting at `hour_start` (UTC epoch seconds)."""
@@ -206,18 +219,31 @@ class CarbonModel:
             if any(p.fullmatch(node) for p in i.nodes)
         )
 
+    def _unassigned_warning(self, nodes: Sequence[str]) -> str:
+        which = ", ".join(nodes)
+        return (
+            f"carbon: node{'s' if len(nodes) > 1 else ''} {which} match{'' if len(nodes) > 1 else 'es'} no "
+            f"site's nodes: CO2 is priced at the world average, {self.default.annual.g_per_kwh:g} g/kWh; "
+            "add a pattern to carbon.sites.NAME.nodes or set carbon.default_site"
+        )
 
-def _site(name: str, config: SiteConfig, data: CodecarbonData, missing: list[str]) -> Site:
+
+def site_configs(config: CarbonConfig) -> Mapping[str, SiteConfig]:
+    """The configured sites; without `sites`, one implicit site at `carbon.location`."""
+    return config.sites or {IMPLICIT_SITE: SiteConfig(location=config.location)}
+
+
+def location_key(config: CarbonConfig, site: str) -> str:
+    """The config key a site's location is read from, for messages: `carbon.sites.main.location`."""
+    return f"carbon.sites.{site}.location" if config.sites else "carbon.location"
+
+
+def build_site(name: str, config: SiteConfig, data: CodecarbonData, key: str) -> Site:
+    """Resolve a site's location (UnknownLocation names `key`) and read its intensity CSV."""
     if config.location is None:
         annual = data.world("no location configured")
-        missing.append(f"no location for site {name!r}")
     else:
-        found = data.resolve(config.location)
-        if found is None:
-            annual = data.world(f"{config.location} not found")
-            missing.append(f"location {config.location!r} of site {name!r} not in the data")
-        else:
-            annual = found
+        annual = data.lookup(config.location, key)
     return Site(
         name=name,
         annual=annual,
@@ -227,6 +253,20 @@ def _site(name: str, config: SiteConfig, data: CodecarbonData, missing: list[str
         supplier_g_per_kwh=config.supplier_g_per_kwh,
         nodes=tuple(re.compile(p) for p in config.nodes),
     )
+
+
+def _location_notes(config: CarbonConfig, data: CodecarbonData) -> tuple[str, ...]:
+    missing = [name for name, sc in site_configs(config).items() if sc.location is None]
+    if not missing:
+        return ()
+    world = data.world().g_per_kwh
+    if not config.sites:
+        where = "no carbon.location is set"
+        fix = "set carbon.location, e.g. FR or US-CA"
+    else:
+        where = f"no location for site{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+        fix = "set carbon.sites.NAME.location"
+    return (f"carbon: {where}: CO2 is priced at the world average, {world:g} g/kWh; {fix} (docs/carbon.md)",)
 
 
 def _item(config: EmbodiedConfig) -> EmbodiedItem:

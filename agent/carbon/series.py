@@ -11,6 +11,10 @@ Accepted headers (case, spacing and `₂`/`2` do not matter):
 
 Rows are floored to their UTC hour; several rows in one hour (15-minute data) are averaged. Row
 numbers in errors count the header as row 1, as a spreadsheet shows them.
+
+A citation names the file and what it declares of its origin: Electricity Maps' export says it is
+theirs (the `Datetime (UTC)` header) and gives each row's `Data source` and `Zone id`; the plain
+format declares nothing.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agent.carbon.data import CarbonDataError
+from agent.carbon.data import CarbonDataError, Provenance
 from agent.units import HOUR_SECONDS
 
 _EM_INTENSITY = re.compile(r"carbon intensity (\S+) \((.+)\)")
@@ -31,6 +35,9 @@ _LIFE_CYCLE = ("lca", "life cycle", "life cycle assessment", "lifecycle")
 _TIME = ("datetime (utc)", "timestamp")
 _CFE = re.compile(r"cfe_pct|carbon-free energy percentage( \(cfe%\))?|low carbon percentage")
 _OTHER_UNIT = re.compile(r"(k?g|lbs?|t)_per_(k|m)wh")
+_EM_PUBLISHER = "Electricity Maps"
+_DECLARED = {"data source": "data source", "zone id": "zone"}
+"""Electricity Maps' columns that say where a row's figures come from -> how a citation names them."""
 
 
 class IntensityCsvError(CarbonDataError):
@@ -53,6 +60,24 @@ class HourlySeries:
     basis: str
     """`life cycle`, `direct`, or `as given` (plain format)."""
     hours: Mapping[int, HourValue]
+    publisher: str = ""
+    """What the file says of its origin: `Electricity Maps (data source: rte; zone: FR)`; "" if nothing."""
+    years: tuple[int, ...] = ()
+    """The UTC years the file has hours in, in order."""
+
+    def coverage(self, start: int, end: int) -> float:
+        """Share (0 to 1) of the hours from `start` to `end` (UTC epoch seconds, end excluded) in the file."""
+        total = (end - start) // HOUR_SECONDS
+        return sum(1 for h in self.hours if start <= h < end) / total if total > 0 else 0.0
+
+    def provenance(self, location: str) -> Provenance:
+        """The provenance of this file's hours, for the site named `location`."""
+        years = self.years
+        note = f"{self.basis} intensity"
+        if len(years) > 1:
+            note += f", {years[0]}-{years[-1]}"
+        year = years[0] if len(years) == 1 else None
+        return Provenance(self.path, "", "hourly", location, year, note=note, publisher=self.publisher)
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,9 @@ class _Columns:
     intensity: int
     cfe: int | None
     basis: str
+    declared: Mapping[str, int]
+    """Columns that name the origin of a row's figures (Electricity Maps' `Data source`, `Zone id`)."""
+    publisher: str
 
 
 def read_series(path: Path) -> HourlySeries:
@@ -82,10 +110,14 @@ def parse_series(text: str, origin: str) -> HourlySeries:
         raise IntensityCsvError(f"{origin}: row 1: empty file; expected a header such as timestamp,g_per_kwh")
     cols = _columns(header, origin)
     sums: dict[int, list[float]] = {}
+    declared: dict[str, dict[str, None]] = {name: {} for name in cols.declared}
     for row in reader:
         if not any(cell.strip() for cell in row):
             continue
         where = f"{origin}: row {reader.line_num}"
+        for name, index in cols.declared.items():
+            if index < len(row) and row[index].strip():
+                declared[name].setdefault(row[index].strip())
         hour = _hour(_cell(row, cols.time, header, where), where, header[cols.time])
         g = _number(_cell(row, cols.intensity, header, where), where, header[cols.intensity], 1e5)
         cfe = None
@@ -99,7 +131,16 @@ def parse_series(text: str, origin: str) -> HourlySeries:
             acc[2] += cfe
             acc[3] += 1
     hours = {h: HourValue(a[0] / a[1], a[2] / a[3] if a[3] else None) for h, a in sums.items()}
-    return HourlySeries(origin, cols.basis, hours)
+    years = tuple(sorted({datetime.fromtimestamp(h, timezone.utc).year for h in hours}))
+    return HourlySeries(origin, cols.basis, hours, _publisher(cols.publisher, declared), years)
+
+
+def _publisher(publisher: str, declared: Mapping[str, Mapping[str, None]]) -> str:
+    """`Electricity Maps (data source: rte, entsoe.eu; zone: FR)`, from the values the file gives."""
+    parts = [f"{name}: {', '.join(values)}" for name, values in declared.items() if values]
+    if not publisher:
+        return ""
+    return f"{publisher} ({'; '.join(parts)})" if parts else publisher
 
 
 def _columns(header: Sequence[str], origin: str) -> _Columns:
@@ -126,7 +167,9 @@ def _columns(header: Sequence[str], origin: str) -> _Columns:
             f"{origin}: row 1: no intensity column; expected g_per_kwh or "
             "'Carbon Intensity gCO₂eq/kWh (direct)' / '(life cycle assessment)'"
         )
-    return _Columns(time, intensity[basis], cfe, basis)
+    publisher = _EM_PUBLISHER if names[time] == "datetime (utc)" else ""
+    declared = {_DECLARED[n]: i for i, n in enumerate(names) if n in _DECLARED} if publisher else {}
+    return _Columns(time, intensity[basis], cfe, basis, declared, publisher)
 
 
 def _cell(row: Sequence[str], index: int, header: Sequence[str], where: str) -> str:

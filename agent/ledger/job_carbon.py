@@ -126,13 +126,14 @@ def node_share(job: JobSummary, gpus_on_node: int | None) -> float:
 
 
 def describe(provenance: Iterable[Provenance]) -> str:
-    """One line naming every intensity source: dataset (version, resolution, location, year)."""
+    """One line citing every intensity source (`Provenance.cite`), with the location a published
+    dataset's figure is for and, for a fallback, what it stands in for."""
     parts = []
     for p in provenance:
-        details = [d for d in (p.version, p.resolution, p.location) if d]
-        if p.year is not None:
-            details.append(str(p.year))
+        text = p.cite()
+        if p.title:
+            text += f" for {p.location}"
         if p.fallback:
-            details.append("fallback")
-        parts.append(f"{p.dataset} ({', '.join(details)})")
+            text += f" (fallback: {p.note})" if p.note else " (fallback)"
+        parts.append(text)
     return "; ".join(parts) or "none (no energy)"

@@ -13,13 +13,17 @@ from agent.carbon.data import (
     AZURE_REGIONS,
     G_PER_KWH_PER_LB_PER_MWH,
     CodecarbonData,
+    UnknownLocation,
     codecarbon_data_dir,
+    place_name,
 )
 from agent.carbon.model import CarbonModel, Emissions, Site, embodied_g, hour_emissions, total
 from agent.carbon.series import IntensityCsvError, read_series
 from agent.cli import main
 from agent.config.carbon import CarbonConfig, SiteConfig
 from agent.config.settings import load
+from agent.ledger.job_carbon import describe
+from tests.support.processes import run_greenai
 
 JAN_2024 = int(datetime(2024, 1, 15, tzinfo=timezone.utc).timestamp())
 JUL_2024 = int(datetime(2024, 7, 15, tzinfo=timezone.utc).timestamp())
@@ -127,15 +131,138 @@ def test_provinces_and_nordic_zones(data: CodecarbonData, location: str) -> None
     assert found is not None and 0 < found.g_per_kwh < 1500 and not found.provenance.fallback
 
 
-def test_unknown_location_is_the_world_average_flagged_with_one_warning(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "value", "nearest"),
+    [
+        ("carbon:\n  location: Frnace\n", "carbon.location", "Frnace", "FRA (France)"),
+        (
+            "carbon:\n  sites:\n    lab:\n      location: aws:eu-west-9\n",
+            "carbon.sites.lab.location",
+            "aws:eu-west-9",
+            "aws:eu-west-3 (France)",
+        ),
+        ("carbon:\n  location: US-ZZ\n", "carbon.location", "US-ZZ", "US-"),
+        ("carbon:\n  location: XYZ\n", "carbon.location", "XYZ", ""),
+    ],
+)
+def test_an_unknown_location_is_an_error_naming_the_key_and_the_nearest_codes(
+    tmp_path: Path, yaml_text: str, key: str, value: str, nearest: str
+) -> None:
+    with pytest.raises(UnknownLocation) as e:
+        _model(tmp_path, yaml_text)
+    message = str(e.value)
+    assert e.value.key == key and e.value.value == value and e.value.nearest, message
+    assert f"key {key!r}: {value!r}" in message and nearest in message and "\n" not in message
+
+
+def test_a_country_without_figures_is_an_error_that_names_it(data: CodecarbonData) -> None:
+    with pytest.raises(UnknownLocation) as e:
+        data.lookup("AQ", "carbon.location")
+    assert "Antarctica (ATA)" in str(e.value) and "no figure" in str(e.value)
+
+
+def test_the_agent_exits_2_with_one_line_on_an_unknown_location(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
-    path.write_text("carbon:\n  location: XYZ\n")
+    path.write_text("carbon:\n  sites:\n    main:\n      location: Frnace\n")
+    result = run_greenai("agent", "--config", str(path), "--sysfs", "/nonexistent-sys")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "'carbon.sites.main.location'" in line and "'Frnace'" in line and "FRA (France)" in line
+
+
+def test_no_location_is_the_world_average_flagged_with_one_warning() -> None:
     warnings: list[str] = []
-    model = CarbonModel.from_config(load(path).carbon, warn=warnings.append)
-    assert model.default.annual.provenance.fallback
-    assert model.default.annual.g_per_kwh == 475
-    assert len(warnings) == 1 and "'XYZ'" in warnings[0] and "\n" not in warnings[0]
-    assert CarbonModel.from_config(CarbonConfig(), warn=warnings.append).default.annual.provenance.fallback
+    model = CarbonModel.from_config(CarbonConfig(), warn=warnings.append)
+    assert model.default.annual.provenance.fallback and model.default.annual.g_per_kwh == 475
+    assert len(warnings) == 1 and "carbon.location" in warnings[0] and "\n" not in warnings[0]
+    assert model.warnings == tuple(warnings)
+
+
+@pytest.mark.parametrize(
+    ("typed", "code", "fallback"),
+    [
+        ("FR", "FRA", False),
+        ("fr", "FRA", False),
+        ("fra", "FRA", False),
+        ("DE", "DEU", False),
+        ("FI", "FI", False),  # the Nordic zone (Finland's figure from the Nordic file), not FIN
+        ("se3", "SE3", False),
+        ("DK1", "DNK", True),  # a zone codecarbon lacks: Denmark's figure, flagged
+        ("DE-BY", "DEU", True),  # any ISO 3166-2 subdivision without its own figure: its country's
+        ("us-ca", "US-CA", False),
+        ("GCP:europe-west1", "gcp:europe-west1", False),
+    ],
+)
+def test_locations_a_person_types(data: CodecarbonData, typed: str, code: str, fallback: bool) -> None:
+    found = data.resolve(typed)
+    assert found is not None, typed
+    assert found.provenance.location == code and found.provenance.fallback is fallback
+
+
+@pytest.mark.parametrize(
+    ("location", "name"),
+    [
+        ("FR", "France"),
+        ("FRA", "France"),
+        ("US-CA", "California, United States"),
+        ("CA-QC", "Quebec, Canada"),
+        ("CN-BJ", "Beijing, China"),
+        ("SE3", "Sweden, bidding zone SE3"),
+        ("FI", "Finland"),
+        ("gcp:europe-west1", "Google Cloud europe-west1 (Belgium)"),
+        ("aws:us-east-1", "AWS us-east-1 (Virginia, United States)"),
+        ("azure:westeurope", "Azure westeurope (Netherlands)"),
+        ("world", "world average"),
+        ("", "world average"),
+        ("site-a", "site-a"),
+    ],
+)
+def test_place_names(location: str, name: str) -> None:
+    assert place_name(location) == name
+
+
+@pytest.mark.parametrize(
+    ("location", "words"),
+    [
+        ("FRA", "Ember and Energy Institute via Our World in Data, carbon intensity of electricity "
+                "generation by country, 2023, annual (via codecarbon "),
+        ("US-CA", "US EPA, eGRID2023, "),
+        ("CA-QC", "Canada Energy Regulator, Canada's Energy Future data appendices"),
+        ("CN-BJ", "China Ministry of Ecology and Environment and National Bureau of Statistics, "),
+        ("SE3", "ENTSO-E Transparency Platform, actual generation per production type by bidding zone"),
+        ("gcp:europe-west1", "Google Cloud, region carbon data, grid carbon intensity by region, "),
+    ],
+)  # fmt: skip
+def test_citations_name_the_dataset_and_its_publisher(
+    data: CodecarbonData, location: str, words: str
+) -> None:
+    found = data.resolve(location)
+    assert found is not None
+    cite = found.provenance.cite()
+    assert cite.startswith(words) and found.provenance.dataset in cite and "\n" not in cite, cite
+    assert found.provenance.publisher and found.provenance.title
+
+
+def test_the_year_of_googles_figures_is_stated_only_for_the_checked_codecarbon(data: CodecarbonData) -> None:
+    # Google's region-carbon-info 2023.csv has these values; codecarbon's impact.csv has no year column.
+    checked = CodecarbonData(data.data_dir, version="3.3.2").resolve("gcp:europe-west1")
+    other = CodecarbonData(data.data_dir, version="9.9.9").resolve("gcp:europe-west1")
+    assert checked is not None and checked.g_per_kwh == 122 and checked.provenance.year == 2023
+    assert other is not None and other.provenance.year is None
+    assert "year not stated" in other.provenance.cite()
+
+
+def test_the_world_average_cites_the_iea(data: CodecarbonData) -> None:
+    cite = data.world().provenance.cite()
+    assert cite.startswith("IEA, Global Energy & CO2 Status Report 2019, world average")
+
+
+def test_describe_cites_each_source_with_its_location_and_fallbacks(data: CodecarbonData) -> None:
+    fra, tibet = data.resolve("FRA"), data.resolve("CN-XZ")
+    assert fra is not None and tibet is not None
+    line = describe([fra.provenance, tibet.provenance])
+    assert line.count("Our World in Data") == 2 and " for FRA; " in line
+    assert line.endswith("for CHN (fallback: CN-XZ not in codecarbon's data; the country's figure is used)")
 
 
 def test_province_not_in_data_falls_back_to_its_country_flagged(data: CodecarbonData) -> None:
@@ -178,6 +305,18 @@ def test_csv_header_variants(tmp_path: Path, text: str, g: float, basis: str) ->
     assert series.basis == basis
     value = series.hours[JAN_2024 // 3600 * 3600]
     assert value.g_per_kwh == g and value.cfe_share == pytest.approx(0.9)
+
+
+def test_csv_citation_names_the_file_and_what_it_declares(tmp_path: Path) -> None:
+    em = read_series(_csv(tmp_path, EM_NEW, "fr.csv")).provenance("main")
+    assert em.cite() == (
+        f"{tmp_path / 'fr.csv'} (hourly, main), 2024; life cycle intensity; "
+        "source: Electricity Maps (zone: FR; data source: rte)"
+    )
+    plain = read_series(_csv(tmp_path, PLAIN_ISO + "2025-01-15T00:00:00Z,40,90\n")).provenance("main")
+    assert (
+        plain.year is None and "2024-2025" in plain.cite() and "no source stated in the file" in plain.cite()
+    )
 
 
 def test_plain_csv_epoch_seconds_and_quarter_hours_averaged(tmp_path: Path) -> None:
@@ -226,6 +365,25 @@ def test_hours_missing_from_the_csv_fall_back_to_the_annual_figure_counted(tmp_p
 
 
 # ---- PUE, market-based, CFE% ----
+
+
+def test_the_unassigned_site_warns_only_for_nodes_that_fall_to_it(tmp_path: Path) -> None:
+    text = (
+        "carbon:\n  sites:\n    a:\n      location: FRA\n      nodes: ['gpu-.*']\n"
+        "    b:\n      location: DEU\n      nodes: ['cpu-.*']\n"
+    )
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    warned: list[str] = []
+    model = CarbonModel.from_config(load(path).carbon, warn=warned.append)
+    assert model.site_for("gpu-1").name == "a" and model.site_for("cpu-1").name == "b"
+    assert warned == [] and model.warnings == ()  # every node matched: nothing to say
+    assert model.site_for("login-1").annual.provenance.fallback
+    model.site_for("login-1")
+    model.site_for("login-2")
+    assert len(warned) == 2 and "login-1" in warned[0] and "carbon.default_site" in warned[0]
+    (line,) = model.warnings
+    assert "nodes login-1, login-2 match no site" in line
 
 
 def test_pue_constant_and_monthly(tmp_path: Path) -> None:

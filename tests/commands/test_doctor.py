@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import time
 from pathlib import Path
 
 from agent.commands import doctor
@@ -109,3 +110,81 @@ def test_job_accounting_checks(tmp_path: Path) -> None:
     with unprivileged():
         probe = doctor.job_checks(settings.load(None, {"ledger": {"path": "/root/greenai/ledger.db"}}))[-1][1]
     assert probe.status.value == "permission denied" and "ledger.path" in probe.fix
+
+
+# ---- the carbon section ----
+
+
+def _doctor_with(tmp_path: Path, carbon_yaml: str, *args: str) -> subprocess.CompletedProcess[str]:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(f"node_name: gpu-01\n{carbon_yaml}")
+    return _doctor("--config", str(cfg), "--sysfs", "/nonexistent-sys", *args)
+
+
+def test_carbon_location_fr_resolves_to_france_with_its_source(tmp_path: Path) -> None:
+    out = _doctor_with(tmp_path, "carbon: {location: FR}\n")
+    assert out.returncode == 0, out.stdout + out.stderr
+    carbon = [line for line in out.stdout.splitlines() if line.startswith("carbon")]
+    assert "site default: FR -> FRA = France:" in carbon[0] and "gCO2e/kWh" in carbon[0]
+    assert "this node (gpu-01) is priced at site default (the only site)" in carbon[-1]
+    assert "Our World in Data" in out.stdout and "warning" not in "\n".join(carbon)
+    report = json.loads(_doctor_with(tmp_path, "carbon: {location: FR}\n", "--json").stdout)["carbon"]
+    (site,) = report["sites"]
+    assert report["ok"] and report["warnings"] == [] and report["node_site"] == "default (the only site)"
+    assert site["location"] == "FRA" and site["place"] == "France" and not site["fallback"]
+    assert site["citation"].startswith("Ember and Energy Institute via Our World in Data")
+    assert site["pue"] == {"min": 1.0, "max": 1.0, "monthly": [1.0] * 12} and site["hourly"] is None
+
+
+def test_a_bogus_location_exits_1_naming_the_nearest_codes(tmp_path: Path) -> None:
+    carbon = (
+        "carbon:\n  sites:\n    main: {location: Frnace, nodes: ['gpu-.*']}\n    lab: {location: US-CA}\n"
+    )
+    out = _doctor_with(tmp_path, carbon)
+    assert out.returncode == 1, out.stdout + out.stderr
+    bad = next(line for line in out.stdout.splitlines() if "site main" in line)
+    assert "unknown location" in bad and "'carbon.sites.main.location'" in bad and "FRA (France)" in bad
+    assert "site lab: US-CA = California, United States" in out.stdout  # the other site is still checked
+    assert out.stdout.splitlines()[-1].endswith("carbon: fix the problems above")
+    report = json.loads(_doctor_with(tmp_path, carbon, "--json").stdout)["carbon"]
+    assert not report["ok"] and report["sites"][0]["nearest"][0] == "FRA (France)"
+
+
+def test_no_location_warns_but_passes(tmp_path: Path) -> None:
+    out = _doctor_with(tmp_path, "")
+    assert out.returncode == 0, out.stdout + out.stderr
+    warning = next(line for line in out.stdout.splitlines() if line.startswith("carbon    warning"))
+    assert "world average" in warning and "set carbon.location" in warning
+
+
+def test_an_hourly_series_its_coverage_and_the_sites_figures(tmp_path: Path) -> None:
+    year = time.gmtime().tm_year
+    rows = "".join(f"{year}-01-{day:02d}T{hour:02d}:00:00Z,50,80\n" for day in (1, 2) for hour in range(24))
+    csv = tmp_path / "ci.csv"
+    csv.write_text("timestamp,g_per_kwh,cfe_pct\n" + rows)
+    carbon = (
+        f"carbon:\n  sites:\n    hall:\n      location: SE3\n      intensity_csv: {csv}\n"
+        "      pue: [1.1, 1.1, 1.1, 1.2, 1.2, 1.3, 1.4, 1.4, 1.3, 1.2, 1.1, 1.1]\n"
+        "      cfe_contract_pct: 40\n      supplier_g_per_kwh: 20\n      nodes: ['gpu-.*']\n"
+        "    office:\n      location: gcp:europe-west1\n      nodes: ['cpu-.*']\n"
+    )
+    out = _doctor_with(tmp_path, carbon)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{csv}, 48 hours ({year}); covers 1% of {year}" in out.stdout
+    assert "PUE 1.1 to 1.4 by month; CFE contracts 40%; supplier factor 20 g/kWh" in out.stdout
+    assert "site office: gcp:europe-west1 = Google Cloud europe-west1 (Belgium)" in out.stdout
+    assert "this node (gpu-01) is priced at site hall (matches gpu-.*)" in out.stdout
+    report = json.loads(_doctor_with(tmp_path, carbon, "--json").stdout)["carbon"]
+    hall = report["sites"][0]
+    assert hall["hourly"]["hours"] == 48 and hall["hourly"]["current_year"] == year
+    assert hall["nodes"] == ["gpu-.*"] and hall["cfe_contract_pct"] == 40
+    assert report["warnings"] == []  # the node matched a site: no word about unmatched nodes
+
+
+def test_a_node_that_matches_no_site_is_named_in_a_warning(tmp_path: Path) -> None:
+    sites = "    a: {location: FR, nodes: ['cpu-.*']}\n    b: {location: DE, nodes: ['x-.*']}\n"
+    carbon = f"carbon:\n  sites:\n{sites}"
+    report = json.loads(_doctor_with(tmp_path, carbon, "--json").stdout)["carbon"]
+    assert report["node_site"] is None
+    (warning,) = report["warnings"]
+    assert "node gpu-01 matches no site" in warning

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.carbon.data import place_name
+from agent.carbon.model import CarbonModel
 from agent.config import settings
 from tests.support.nvml import FakeGpu, write_state
 
@@ -182,3 +184,39 @@ def test_agent_and_nvml_work_without_writable_executable_memory(fake_nvml_lib: P
     assert result.returncode == 0, result.stderr
     nvml = next(c for c in json.loads(result.stdout)["collectors"] if c["name"] == "nvml")
     assert nvml["active"], nvml
+
+
+def uncomment_block(text: str, head: str) -> str:
+    """`text` with the commented block that starts at the line `# {head}` uncommented: that line and
+    the commented lines indented under it lose one `# `; comments inside the block stay comments."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"# {head}")
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" " * indent + "#   "):
+        end += 1
+    block = [line[:indent] + line[indent + 2 :] for line in lines[start:end]]
+    return "".join(lines[:start] + block + lines[end:])
+
+
+def test_the_carbon_example_parses_and_resolves_when_uncommented(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(uncomment_block(CONFIG.read_text(encoding="utf-8"), "carbon:"), encoding="utf-8")
+    carbon = settings.load(path).carbon
+    assert carbon.sites and carbon.default_site == "main"
+    warnings: list[str] = []
+    model = CarbonModel.from_config(carbon, warn=warnings.append)
+    assert warnings == []
+    for site in model.sites:
+        assert not site.annual.provenance.fallback, site.name
+        assert place_name(site.annual.provenance.location) == "France"
+    assert model.site_for("node01").name == "main"
+    result = subprocess.run(
+        [_greenai(), "doctor", "--config", str(path), "--json", "--sysfs", "/nonexistent-sys"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["carbon"]["warnings"] == []
