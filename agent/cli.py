@@ -92,16 +92,30 @@ def _parser() -> argparse.ArgumentParser:
             metavar="TZ",
             help="time zone of dates without an offset (default UTC), e.g. Europe/Paris",
         )
-    card = sub.add_parser(
-        "card", help="an Energy Card (Hugging Face co2_eq_emissions, energy impact statement)", epilog=codes
+    cards = sub.add_parser(
+        "card",
+        help="an Energy Card (Hugging Face co2_eq_emissions, EU AI Act Annex XI, energy impact statement)",
+        epilog=codes + "; fields: docs/cards.md",
     )
-    which = card.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", metavar="NAME", help="all the jobs of model NAME, summed")
-    which.add_argument("--job", metavar="ID", help="one job: 4242, or scheduler:id")
-    card.add_argument("--format", choices=["md", "json"], default="md", help="Markdown (default) or JSON")
-    card.add_argument("--config", type=Path, help="YAML config file: its carbon section and ledger.path")
-    card.add_argument(
+    which = cards.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", metavar="NAME", help="the runs of model NAME, summed (filters below)")
+    which.add_argument("--job", metavar="ID", help="one job: 4242, scheduler:id, or scheduler:id#run")
+    cards.add_argument("--format", choices=["md", "json"], default="md", help="Markdown (default) or JSON")
+    cards.add_argument("--config", type=Path, help="YAML config file: its carbon section and ledger.path")
+    cards.add_argument(
         "--ledger", type=Path, nargs="+", action="extend", metavar="PATH", help="ledger files, merged"
+    )
+    cards.add_argument(
+        "--phase",
+        action="append",
+        choices=card.PHASES,
+        metavar="PHASE",
+        help=f"only runs of PHASE ({', '.join(card.PHASES)}); repeat for several",
+    )
+    cards.add_argument("--year", type=int, metavar="YYYY", help="only runs that started in YYYY (UTC)")
+    cards.add_argument("--since", metavar="DATE", help="only runs that started at or after DATE (UTC)")
+    cards.add_argument(
+        "--until", metavar="DATE", help="only runs that started before DATE (a bare date: up to its end)"
     )
     rep = sub.add_parser(
         "report", help="the annual AI Energy Impact Report (HTML, Markdown, JSON)", epilog=codes
@@ -178,7 +192,10 @@ def _run(args: argparse.Namespace) -> int:
         subject = (
             card.Subject("model", args.model) if args.model is not None else card.Subject("job", args.job)
         )
-        return card.run(args.ledger or [cfg.ledger.path], subject, args.format, carbon, sys.stdout)
+        chosen = card.selection(args.phase, args.year, args.since, args.until)
+        return card.run(
+            args.ledger or [cfg.ledger.path], subject, args.format, carbon, sys.stdout, chosen=chosen
+        )
     ledger = (args.ledger or cfg.ledger.path).absolute()
     if args.command == "annotate":
         return annotate.run(ledger, args.id, args.node, args.tokens, args.samples, args.json, sys.stdout)

@@ -1,0 +1,46 @@
+"""`greenai card`: an Energy Card for a model (its runs, filtered by phase and time) or one job.
+
+`select` finds and prices the runs; `figures` makes every figure (the JSON form) and the energy
+impact statement; `markdown` writes the Markdown card, whose YAML front matter is Hugging Face's
+`co2_eq_emissions` block. Layout and field meanings: docs/cards.md.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from agent.carbon.data import CodecarbonData
+from agent.carbon.model import CarbonModel
+from agent.commands.card.figures import card_fields
+from agent.commands.card.markdown import markdown
+from agent.commands.card.select import Selection, Subject, embodied_covers, priced_runs, selection
+from agent.commands.failures import EXIT_OK
+from agent.config.checks import ArgumentError
+from agent.config.work import PHASES
+
+__all__ = ["PHASES", "Selection", "Subject", "run", "selection"]
+
+
+def run(
+    paths: Sequence[Path],
+    subject: Subject,
+    fmt: str,
+    model: CarbonModel,
+    out: TextIO,
+    data: CodecarbonData | None = None,
+    chosen: Selection | None = None,
+) -> int:
+    """`greenai card`: writes the card to `out`; raises LedgerError (JobNotFound, AmbiguousJob ...), and
+    ArgumentError for filters with a job."""
+    chosen = chosen if chosen is not None else Selection()
+    if subject.kind == "job" and not chosen.empty:
+        raise ArgumentError(
+            "--phase, --year, --since and --until choose among a model's runs; not with --job"
+        )
+    runs = priced_runs(paths, subject, chosen, model, data)
+    fields = card_fields(subject, runs, chosen, embodied_covers(model, runs), data)
+    out.write(json.dumps(fields, indent=2) + "\n" if fmt == "json" else markdown(fields))
+    return EXIT_OK
