@@ -69,7 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         f"{JOBS_DEFAULT_DAYS} days; docs/deploy.md)",
     )
     job = sub.add_parser("job", parents=[ledger], help="one job's energy", epilog=codes)
-    job.add_argument("id", metavar="ID", help="job id (4242), or scheduler:id (slurm:4242) where ids repeat")
+    job.add_argument(
+        "id",
+        metavar="ID",
+        help="job id (4242), or scheduler:id (slurm:4242) where ids repeat; an id used again after its job "
+        "ended names the latest job, slurm:4242#1 the first",
+    )
     job.add_argument("--node", help="the node name, where the ledger has the job under several")
     note = sub.add_parser(
         "annotate",

@@ -38,6 +38,7 @@ from collectors.jobs.cgroups import JobDiscovery
 from collectors.jobs.kubernetes import PodDirectory
 from collectors.jobs.slurm import SlurmMetadata
 from collectors.nvml.collector import NvmlCollector
+from collectors.tdp import read_cpuinfo
 from collectors.workloads import JobInfo, JobKey
 
 log = logging.getLogger("greenai.agent")
@@ -141,6 +142,7 @@ class JobAccounting:
                 s.key: s.last_seen for s in ledger.live_jobs(running=True) if s.node == ledger.node
             },
             work=WorkClassifier(config.work.rules, str(config.host.procfs), discovery.job_pids),
+            cpu_model=read_cpuinfo(config.host.procfs).model,
         )
         return cls(discovery, ledger, accountant, slurm, pods, carbon)
 

@@ -39,8 +39,9 @@ REQUIRED = ("job_id", "start", "end")
 COMPONENTS = ("cpu", "gpu", "dram")
 ENERGY_COLUMNS = ("energy_kwh", *(f"{c}_kwh" for c in COMPONENTS))
 OPTIONAL = (
-    "node", "user", "project", "phase", "model", "gpu_hours", "location", "pue",
-    "intensity_g_per_kwh", "tokens", "scheduler",
+    "node", "user", "name", "project", "phase", "model", "gpu_hours", "location", "pue",
+    "intensity_g_per_kwh", "tokens", "scheduler", "gpu_model", "gpu_count", "cpu_model", "method",
+    "uncertainty_pct",
 )  # fmt: skip
 KNOWN = (*REQUIRED, *ENERGY_COLUMNS, *OPTIONAL)
 IGNORED_PREFIX = "x_"
@@ -56,6 +57,13 @@ _ENERGY_NAME = re.compile(r"(energy|cpu|gpu|dram|ram|mem|memory)(?:_energy)?(?:_
 _INTENSITY_NAME = re.compile(r"(carbon_)?(intensity|ci)(_.+)?")
 _GPU_TIME_NAME = re.compile(r"gpu_?(s|sec|secs|seconds|min|mins|minutes|h|hr|hrs|hour|time)")
 _EPOCH = re.compile(r"[+-]?\d+(\.\d*)?([eE][+-]?\d+)?")
+_CODECARBON_GPUS = re.compile(r"(\d+) x (.+?)(?=\d+ x |$)")
+"""CodeCarbon's `gpu_model`: `4 x NVIDIA A100-SXM4-80GB`, several kinds written one after another."""
+CODECARBON_METHOD = (
+    "tracking_mode {mode}{version}: CPU energy from RAPL and GPU energy from NVML where CodeCarbon could "
+    "read them, else estimated from the CPU's TDP; RAM estimated from its size"
+)
+"""How CodeCarbon obtains energy (its documented methodology), as `method` of its runs."""
 
 CODECARBON_REQUIRED = (
     "timestamp", "run_id", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy",
@@ -127,6 +135,16 @@ class ImportedRun:
     tokens: int | None = None
     reported_emissions_kg: float | None = None
     """What the source tool itself computed (CodeCarbon's `emissions`), kept for comparison."""
+    name: str = ""
+    """The job's name."""
+    gpu_model: str = ""
+    """The GPU models, '; ' between several kinds (as the agent records them)."""
+    gpu_count: int | None = None
+    cpu_model: str = ""
+    method: str = ""
+    """How the other tool obtained the energy, in words (measured how, or estimated how)."""
+    uncertainty_pct: float | None = None
+    """The energy's relative accuracy as the file states it, in percent (+/-); None: not stated."""
     row: int = field(default=0, compare=False)
     """Where in the file it came from; not part of `digest`, so moving a row changes nothing."""
 
@@ -145,8 +163,15 @@ class ImportedRun:
         """sha256 (hex) of every parsed field but `row`: a stored run whose digest differs was edited."""
         fields = asdict(self)
         del fields["row"]
+        for name in DIGEST_IF_GIVEN:  # not there before: a run that does not give them keeps its digest
+            if fields[name] in ("", None):
+                del fields[name]
         canonical = json.dumps(fields, sort_keys=True, allow_nan=False, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+DIGEST_IF_GIVEN = ("name", "gpu_model", "gpu_count", "cpu_model", "method", "uncertainty_pct")
+"""Fields in `digest` only when given, so that runs stored before they existed are not seen as edited."""
 
 
 # ---- our documented columns ----
@@ -251,9 +276,8 @@ def _parse_run(at: _At, cell: Mapping[str, str], naive_tz: tzinfo) -> ImportedRu
     phase = _text(cell.get("phase", "")).lower()
     if phase and phase not in PHASES:
         at.fail("phase", cell["phase"], f"unknown phase; use one of {', '.join(PHASES)} or leave it empty")
-    tokens = _optional(at, "tokens", cell, _non_negative)
-    if tokens is not None and not tokens.is_integer():
-        at.fail("tokens", cell["tokens"], "not a whole number; give the count of tokens")
+    tokens = _whole(at, "tokens", cell, "the count of tokens")
+    gpu_count = _whole(at, "gpu_count", cell, "the number of GPUs the run used")
     return ImportedRun(
         source="csv",
         key=JobKey(_text(cell.get("scheduler", "")) or DEFAULT_SCHEDULER, job_id),
@@ -272,9 +296,25 @@ def _parse_run(at: _At, cell: Mapping[str, str], naive_tz: tzinfo) -> ImportedRu
         gpu_hours=_optional(at, "gpu_hours", cell, _non_negative),
         pue=_optional(at, "pue", cell, _pue),
         intensity_g_per_kwh=_optional(at, "intensity_g_per_kwh", cell, _non_negative),
-        tokens=None if tokens is None else int(tokens),
+        tokens=tokens,
+        name=_text(cell.get("name", "")),
+        gpu_model=_text(cell.get("gpu_model", "")),
+        gpu_count=gpu_count,
+        cpu_model=_text(cell.get("cpu_model", "")),
+        method=_text(cell.get("method", "")),
+        uncertainty_pct=_optional(at, "uncertainty_pct", cell, _non_negative),
         row=at.row,
     )
+
+
+def _whole(at: _At, column: str, cell: Mapping[str, str], what: str) -> int | None:
+    """The column's whole number (not negative), or None where absent or empty."""
+    number = _optional(at, column, cell, _non_negative)
+    if number is None:
+        return None
+    if not number.is_integer():
+        at.fail(column, cell[column], f"not a whole number; give {what}")
+    return int(number)
 
 
 # ---- CodeCarbon's emissions.csv ----
@@ -334,8 +374,24 @@ def _parse_codecarbon_row(at: _At, cell: Mapping[str, str], naive_tz: tzinfo) ->
         gpu_hours=gpu_count * duration_s / 3600 if gpu_count else None,
         pue=pue,
         reported_emissions_kg=_non_negative(at, "emissions", cell["emissions"]),
+        gpu_model=_codecarbon_gpu_model(_text(cell.get("gpu_model", ""))),
+        gpu_count=int(gpu_count) if gpu_count and gpu_count.is_integer() else None,
+        cpu_model=_text(cell.get("cpu_model", "")),
+        method=_codecarbon_method(cell),
         row=at.row,
     )
+
+
+def _codecarbon_gpu_model(text: str) -> str:
+    """`2 x NVIDIA A100-SXM4-80GB` -> `NVIDIA A100-SXM4-80GB`: the count is `gpu_count`."""
+    found = _CODECARBON_GPUS.findall(text)
+    return "; ".join(sorted({name.strip() for _, name in found})) if found else text
+
+
+def _codecarbon_method(cell: Mapping[str, str]) -> str:
+    mode = _text(cell.get("tracking_mode", "")) or "machine"  # CodeCarbon's default; older files lack it
+    version = _text(cell.get("codecarbon_version", ""))
+    return CODECARBON_METHOD.format(mode=mode, version=f", CodeCarbon {version}" if version else "")
 
 
 def _codecarbon_location(cell: Mapping[str, str]) -> str:

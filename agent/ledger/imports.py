@@ -19,7 +19,7 @@ from pathlib import Path
 from agent.ledger.files import open_for_writing, storable
 from agent.ledger.import_files import ImportedRun, ImportFileError
 from agent.ledger.schema import READERS_HINT, LedgerError
-from agent.units import HOUR_SECONDS, JOULES_PER_KWH, hour_of
+from agent.units import HOUR_SECONDS, JOULES_PER_KWH, energy_text, hour_of
 
 IMPORTED_NODE = "imported"
 """The node of a run whose file names none."""
@@ -40,7 +40,7 @@ class ImportSummary:
     def line(self) -> str:
         return (
             f"{self.imported} runs imported, {self.unchanged} unchanged, {self.updated} updated, "
-            f"{self.kwh:,.3f} kWh in the file"
+            f"{energy_text(self.kwh)} in the file"
         )
 
 
@@ -109,7 +109,9 @@ def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
         "user": storable(run.user), "start": run.start, "end": run.end, "project": storable(run.project),
         "phase": run.phase, "model": storable(run.model), "tokens": run.tokens,
         "location": storable(run.location), "pue": run.pue, "intensity": run.intensity_g_per_kwh,
-        "digest": run.digest,
+        "digest": run.digest, "name": storable(run.name), "gpu_model": storable(run.gpu_model),
+        "gpu_count": run.gpu_count, "cpu_model": storable(run.cpu_model), "method": storable(run.method),
+        "uncertainty_pct": run.uncertainty_pct,
     }  # fmt: skip
     if found is None:
         other = conn.execute(
@@ -125,9 +127,11 @@ def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
         job = int(
             conn.execute(
                 'INSERT INTO jobs (scheduler, job_id, node, user, start, "end", last_seen, project, phase, '
-                "model, tokens, origin, location, pue, intensity_g_per_kwh, digest) VALUES (:scheduler, "
-                ":job_id, :node, :user, :start, :end, :end, :project, :phase, :model, :tokens, :origin, "
-                ":location, :pue, :intensity, :digest) RETURNING id",
+                "model, tokens, origin, location, pue, intensity_g_per_kwh, digest, name, gpu_model, "
+                "gpu_count, cpu_model, method, uncertainty_pct) VALUES (:scheduler, :job_id, :node, :user, "
+                ":start, :end, :end, :project, :phase, :model, :tokens, :origin, :location, :pue, "
+                ":intensity, :digest, :name, :gpu_model, :gpu_count, :cpu_model, :method, :uncertainty_pct) "
+                "RETURNING id",
                 {**fields, "scheduler": ident[0], "job_id": ident[1], "node": node, "origin": run.origin},
             ).fetchone()[0]
         )
@@ -137,7 +141,9 @@ def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
         conn.execute(
             'UPDATE jobs SET user = :user, start = :start, "end" = :end, last_seen = :end, '
             "project = :project, phase = :phase, model = :model, tokens = :tokens, location = :location, "
-            "pue = :pue, intensity_g_per_kwh = :intensity, digest = :digest WHERE id = :id",
+            "pue = :pue, intensity_g_per_kwh = :intensity, digest = :digest, name = :name, "
+            "gpu_model = :gpu_model, gpu_count = :gpu_count, cpu_model = :cpu_model, method = :method, "
+            "uncertainty_pct = :uncertainty_pct WHERE id = :id",
             {**fields, "id": job},
         )
         old_hours = [h for (h,) in conn.execute("SELECT DISTINCT hour FROM energy WHERE job = ?", (job,))]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Protocol
 
@@ -65,12 +65,39 @@ class LedgerSink(Protocol):
 
 @dataclass
 class _Job:
+    found: JobInfo
+    """What discovery (and the work rules) say of the job, to tell when that changes."""
     info: JobInfo
+    """`found` with the hardware the job ran on: what the ledger and /metrics get."""
     energy_j: dict[str, float]
     exported: bool
     ended: float | None = None
     noted: bool = False
     """Whether the ledger has been told of the job's start and current metadata."""
+    gpus: frozenset[str] = frozenset()
+    """Every GPU (device label) the job got a share of."""
+    gpu_count: int | None = None
+    """The most GPUs it got a share of in one interval."""
+
+
+@dataclass
+class Hardware:
+    """The node's hardware names, for each job's record: GPU models by device label, the CPU model."""
+
+    gpu_names: Mapping[str, str] = field(default_factory=dict)
+    cpu_model: str = ""
+
+    @classmethod
+    def of(cls, devices: tuple[Device, ...], cpu_model: str = "") -> Hardware:
+        """GPU models from the devices' `name` detail (NVML's nvmlDeviceGetName)."""
+        names = {
+            d.device: d.details["name"] for d in devices if d.component == "gpu" and d.details.get("name")
+        }
+        return cls(names, cpu_model)
+
+    def gpu_model(self, gpus: frozenset[str]) -> str:
+        """The models of `gpus`, each once, sorted, '; ' between several; '' when none is known."""
+        return "; ".join(sorted({self.gpu_names[g] for g in gpus if g in self.gpu_names}))
 
 
 class Accountant:
@@ -88,10 +115,12 @@ class Accountant:
         max_job_series: int = 1000,
         previously_running: Mapping[JobKey, float] | None = None,
         work: WorkClassifier | None = None,
+        cpu_model: str = "",
     ) -> None:
         """`previously_running`: jobs the ledger says were running when the agent last stopped, with
         when they were last seen; those the first scan does not find ended while the agent was down.
-        `work` adds each job's project, phase and model to its metadata."""
+        `work` adds each job's project, phase and model to its metadata. Each job's record also gets
+        the models of the GPUs it used (from `devices`), how many at once, and the node's `cpu_model`."""
         self._discovery = discovery
         self._wall_clock = wall_clock
         self._gpus = gpus
@@ -112,6 +141,7 @@ class Accountant:
         self._errors: dict[str, int] = {}
         self._stale = dict(previously_running or {})
         self._work = work
+        self._hardware = Hardware.of(devices, cpu_model)
         self.snapshot = JobsSnapshot()
 
     def account(self, sample: Snapshot) -> JobsSnapshot:
@@ -199,12 +229,31 @@ class Accountant:
                 info = scan.jobs[job_key].info if scan is not None and job_key in scan.jobs else JobInfo()
                 job = self._new_job(job_key, info)
             target = job.energy_j if job.exported else self._unexported
-            for (component, _, _), joules in shares.items():
+            gpus: set[str] | None = None  # made only for a job on GPUs: this runs per job, every sample
+            for (component, device, _), joules in shares.items():
                 target[component] = target.get(component, 0.0) + joules
+                if component == "gpu":  # attribution hands out positive shares only
+                    gpus = gpus if gpus is not None else set()
+                    gpus.add(device)
+            if gpus and (len(gpus) > (job.gpu_count or 0) or not gpus <= job.gpus):
+                self._note_gpus(job, gpus)
+
+    def _note_gpus(self, job: _Job, gpus: set[str]) -> None:
+        """The job got a share of `gpus` this interval: add them to its hardware (rare: only on news)."""
+        job.gpus = job.gpus | gpus
+        job.gpu_count = max(job.gpu_count or 0, len(gpus))
+        job.info = self._with_hardware(job, job.found)
+
+    def _with_hardware(self, job: _Job, found: JobInfo) -> JobInfo:
+        hw = self._hardware
+        return replace(
+            found, gpu_model=hw.gpu_model(job.gpus), gpu_count=job.gpu_count, cpu_model=hw.cpu_model
+        )
 
     def _new_job(self, key: JobKey, info: JobInfo) -> _Job:
         exported = sum(1 for j in self._jobs.values() if j.exported) < self._max_series
-        job = self._jobs[key] = _Job(info, {}, exported)
+        job = self._jobs[key] = _Job(info, info, {}, exported)
+        job.info = self._with_hardware(job, info)
         return job
 
     def _seen_and_ended(self, scan: UsageScan, now: float) -> None:
@@ -220,11 +269,14 @@ class Accountant:
             job = self._jobs.get(key)
             if job is None:
                 job = self._new_job(key, info)
-            elif job.ended is None and job.info == info and job.noted:
+            elif job.ended is None and job.found == info and job.noted:
                 continue  # the ledger hears of it through record() each interval
-            job.info, job.ended, job.noted = info, None, True
+            elif job.ended is not None:  # back after its end: maybe another job with the id, on other GPUs
+                job.gpus, job.gpu_count = frozenset(), None
+            job.found, job.info = info, self._with_hardware(job, info)
+            job.ended, job.noted = None, True
             if self._ledger is not None:
-                self._ledger.job_seen(key, info, now)
+                self._ledger.job_seen(key, job.info, now)
         for key, job in self._jobs.items():
             if key not in scan.jobs and job.ended is None:
                 job.ended = now

@@ -65,7 +65,7 @@ def test_bloom_is_stored_with_its_kwh_intensity_and_gpu_hours(tmp_path: Path) ->
     db = tmp_path / "ledger.db"
     done = greenai_import("csv", write(tmp_path, BLOOM), db)
     assert done.returncode == 0, done.stderr
-    assert "1 runs imported, 0 unchanged, 0 updated, 433,196.000 kWh" in done.stdout
+    assert "1 runs imported, 0 unchanged, 0 updated, 433 MWh in the file" in done.stdout
     shown = job(db, "bloom-176b")
     assert shown["energy_kwh"] == pytest.approx(433196, rel=1e-12)
     assert shown["gpu_hours"] == pytest.approx(1082990, rel=1e-12)
@@ -73,7 +73,7 @@ def test_bloom_is_stored_with_its_kwh_intensity_and_gpu_hours(tmp_path: Path) ->
     assert shown["estimated_share"] == 0.0
     assert (shown["node"], shown["model"], shown["phase"]) == ("imported", "BLOOM", "pretraining")
     text = run_greenai("job", "bloom-176b", "--ledger", str(db)).stdout
-    assert "433196.000000 kWh" in text
+    assert "433 MWh" in text and "imported" in text and "measured" not in text
     with sqlite3.connect(db) as conn:
         row = conn.execute("SELECT intensity_g_per_kwh, location, origin FROM jobs").fetchone()
         node_j = conn.execute("SELECT SUM(joules) FROM node_energy").fetchone()[0]
@@ -95,6 +95,63 @@ def test_codecarbon_file_keeps_it_energy_before_pue(tmp_path: Path) -> None:
     )
     assert paris.returncode == 0, paris.stderr
     assert job(tmp_path / "p.db", "run-1")["end"] == "2024-06-01T10:00:00Z"  # CEST is UTC+2
+
+
+def test_name_hardware_method_and_accuracy_are_stored_and_shown(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    text = (
+        "job_id,start,end,gpu_kwh,name,gpu_model,gpu_count,cpu_model,method,uncertainty_pct\n"
+        "llm-7,2024-05-01T00:00:00Z,2024-05-02T00:00:00Z,100,train-llm,NVIDIA H100 80GB HBM3,8,"
+        "AMD EPYC 9654 96-Core Processor,NVML energy counter per GPU,5\n"
+    )
+    done = greenai_import("csv", write(tmp_path, text), db)
+    assert done.returncode == 0, done.stderr
+    shown = job(db, "llm-7")
+    assert shown["name"] == "train-llm"
+    assert shown["hardware"] == {
+        "gpu_model": "NVIDIA H100 80GB HBM3", "gpu_count": 8, "cpu_model": "AMD EPYC 9654 96-Core Processor",
+    }  # fmt: skip
+    provenance = shown["provenance"]
+    assert isinstance(provenance, dict)
+    assert provenance["kwh_by_kind"] == {"measured": 0.0, "estimated": 0.0, "imported": pytest.approx(100)}
+    assert provenance["methods"] == {
+        "import:csv": "imported from a CSV file (its method: NVML energy counter per GPU)"
+    }
+    assert shown["energy_kwh_range"] == {
+        "value": pytest.approx(100), "low": pytest.approx(95), "high": pytest.approx(105),
+    }  # fmt: skip
+    text_view = run_greenai("job", "llm-7", "--ledger", str(db)).stdout
+    assert "8 x NVIDIA H100 80GB HBM3" in text_view and "NVML energy counter per GPU" in text_view
+    # A new method or accuracy is an edit: the run is updated.
+    edited = greenai_import("csv", write(tmp_path, text.replace("GPU,5", "GPU,10"), "edited.csv"), db)
+    assert "0 runs imported, 0 unchanged, 1 updated" in edited.stdout, edited.stdout
+    assert job(db, "llm-7")["energy_kwh_range"] == {
+        "value": pytest.approx(100), "low": pytest.approx(90), "high": pytest.approx(110),
+    }  # fmt: skip
+
+
+def test_codecarbon_runs_carry_their_hardware_and_method(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    text = (
+        CODECARBON.splitlines()[0]
+        + ",gpu_count,gpu_model,cpu_model,tracking_mode\n"
+        + CODECARBON.splitlines()[1]
+        + ",2,2 x NVIDIA A100-SXM4-80GB,Intel(R) Xeon(R) Gold 6148,machine\n"
+    )
+    assert greenai_import("codecarbon", write(tmp_path, text, "emissions.csv"), db).returncode == 0
+    shown = job(db, "run-1")
+    assert shown["hardware"] == {
+        "gpu_model": "NVIDIA A100-SXM4-80GB", "gpu_count": 2, "cpu_model": "Intel(R) Xeon(R) Gold 6148",
+    }  # fmt: skip
+    assert shown["gpu_hours"] == pytest.approx(4.0)
+    methods = shown["provenance"]["methods"]  # type: ignore[index]
+    assert methods["import:codecarbon"].startswith(
+        "imported from CodeCarbon (its method: tracking_mode machine: CPU energy from RAPL"
+    )
+    assert shown["energy_kwh_range"]["low"] is None  # type: ignore[index]  # accuracy unknown: no range
+    text_view = run_greenai("job", "run-1", "--ledger", str(db)).stdout
+    assert "energy     60.0 Wh (accuracy unknown)\n" in text_view, text_view
+    assert "kinds      imported 100 % (from CodeCarbon, its method: tracking_mode machine:" in text_view
 
 
 def test_reimporting_the_same_file_changes_nothing(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_jobs_lists_every_job_in_a_table_of_100_columns(
     alice = next(line for line in lines if "alice" in line).split()
     assert alice == [
         "4242", "slurm", "alice", "train-llm", "05-01", "00:00", "02:00", "2h00m",
-        "1.000", "0.100", "0", "0.900", "2.000", "0%",
+        "1.00", "0.100", "0", "0.900", "2.00", "0%",
     ]  # fmt: skip
     bob = next(line for line in lines if "bob" in line)
     assert "running" in bob
@@ -144,8 +144,9 @@ def test_job_by_id_or_scheduler_and_id(ledger_path: Path, job_id: str) -> None:
     assert done.returncode == 0, done.stderr
     fields = dict(line.split(None, 1) for line in done.stdout.splitlines() if not line.startswith(" "))
     assert fields["job"] == "slurm:4243" and fields["user"] == "bob (uid 1001)"
-    assert fields["end"].startswith("running") and fields["energy"].startswith("1.000000 kWh")
-    assert fields["gpu-hours"] == "2.000"
+    assert fields["end"].startswith("running") and fields["energy"].startswith("1.00 kWh (0.950-1.05")
+    assert fields["kinds"] == "measured 100 % (NVML, RAPL)"
+    assert fields["gpu-hours"] == "2.00" and fields["hardware"] == "not recorded"
 
 
 def test_job_json(ledger_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -245,7 +246,9 @@ def test_cells_are_cut_and_padded_by_terminal_columns() -> None:
     assert jobs_command.cell("漢字漢字", 5) == "漢字…"
     assert jobs_command.cell("e\u0301", 3) == "e\u0301  "
     assert jobs_command.cell("12", 5, right=True) == "   12"
-    assert jobs_command.number(1234.5, 5) == "1234" and jobs_command.number(123456, 5) == "1e+05"
+    later = JobSummary("kubernetes", POD, "n", JobInfo(), T0, None, T0, {}, run=3)
+    assert jobs_command.job_column(later, 9) == "0e7f5c…#3"  # the run is never cut off
+    assert jobs_command.number(1234.5, 5) == "1.23k" and jobs_command.number(123456, 5) == "123k"
     assert [jobs_command.duration(s) for s in (59, 3599, 7260, 360000, 9_000_000)] == [
         "0m59s",
         "59m59s",
@@ -258,10 +261,82 @@ def test_cells_are_cut_and_padded_by_terminal_columns() -> None:
 def test_table_numbers_never_hide_a_small_figure() -> None:
     from agent.commands.jobs import number
 
-    assert [number(v, 5) for v in (0.0, 0.0001, 0.0007, 12.3456, 123456.0)] == [
+    assert [number(v, 5) for v in (0.0, 0.0001, 0.0007, 0.0123, 12.3456, 999.96, 123456.0, 5e10)] == [
         "0",
         "<.001",
         "0.001",
-        "12.35",
-        "1e+05",
+        "0.012",
+        "12.3",
+        "1.00k",
+        "123k",
+        "50.0G",
     ]
+
+
+def _ledger_of(path: Path, jobs: list[tuple[str, JobInfo, dict[tuple[str, str], float], float]]) -> Path:
+    """One finished job per (id, info, joules by (component, source), GPU-seconds), an hour each."""
+    led = Ledger(path, "node1", background=False)
+    for i, (job_id, info, energy, gpu_s) in enumerate(jobs):
+        key, start = JobKey("slurm", job_id), T0 + i * 7200
+        led.job_seen(key, info, start)
+        led.record(start + 60, {key: (info, energy)}, {}, {}, gpu_seconds={key: gpu_s})
+        led.job_ended(key, start + 3600)
+    led.close()
+    return path
+
+
+def test_small_jobs_are_in_wh_not_lost_in_kwh(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ledger = _ledger_of(
+        tmp_path / "ledger.db",
+        [
+            ("1", JobInfo("ann"), {("cpu", "rapl"): 5400.0, ("gpu", "nvml"): 0.0}, 0.0),  # 1.5 Wh
+            ("2", JobInfo("ben"), {("cpu", "rapl"): 720.0, ("dram", "rapl"): 36.0}, 0.0),  # 0.21 Wh
+        ],
+    )
+    code, out, err = cli(capsys, "jobs", "--ledger", str(ledger))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[7:11] == ["Wh", "CPU", "DRAM", "GPU"]  # one unit, named in the header
+    assert lines[1].split()[7:11] == ["1.50", "1.50", "0", "0"]
+    assert lines[2].split()[7:11] == ["0.210", "0.200", "0.010", "0"]
+    assert "<.001" not in out
+
+
+def test_a_large_job_reads_in_mwh_and_tonnes_with_its_range_kinds_and_hardware(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kwh = 50_400.0
+    info = JobInfo(
+        "alice", None, "pretrain", gpu_model="NVIDIA H100 80GB HBM3", gpu_count=8,
+        cpu_model="AMD EPYC 9654 96-Core Processor",
+    )  # fmt: skip
+    energy = {("gpu", "nvml"): 0.88 * kwh * 3.6e6, ("cpu", "estimate"): 0.12 * kwh * 3.6e6}
+    ledger = _ledger_of(tmp_path / "ledger.db", [("4242", info, energy, 8 * 3600.0)])
+    config = tmp_path / "agent.yaml"
+    config.write_text(f"ledger: {{path: {ledger}}}\ncarbon: {{location: FRA}}\n")
+    code, out, err = cli(capsys, "job", "4242", "--config", str(config))
+    assert code == 0, err
+    pairs = [line.split(None, 1) for line in out.splitlines() if not line.startswith(" ")]
+    fields = dict(pair for pair in pairs if len(pair) == 2)
+    low, high = kwh * (0.88 * 0.95 + 0.12 * 0.40), kwh * (0.88 * 1.05 + 0.12 * 2.90)
+    assert (
+        fields["energy"] == f"50.4 MWh ({low / 1000:.1f}-{high / 1000:.1f} by the sources' stated accuracy)"
+    )
+    assert fields["kinds"] == (
+        "measured 88 % (NVML), estimated 12 % (the agent's power model, TDP x utilisation)"
+    )
+    assert fields["hardware"] == "8 x NVIDIA H100 80GB HBM3; CPU AMD EPYC 9654 96-Core Processor"
+    assert fields["gpu-hours"] == "8.00"
+    co2e = fields["co2e"]
+    assert co2e.startswith("location-based ") and " t (" in co2e and "market-based " in co2e, co2e
+    assert "e+" not in out and "000000" not in out  # no exponents, no six-decimal kWh
+    assert main(["jobs", "--ledger", str(ledger)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[7] == "MWh" and table[1].split()[8:12] == ["50.4", "6.05", "0", "44.4"]
+    # JSON keeps raw SI numbers.
+    code, out, _ = cli(capsys, "job", "4242", "--config", str(config), "--json")
+    record = json.loads(out)
+    assert record["energy_kwh"] == pytest.approx(kwh) and record["co2e_grams"]["location"] > 1e6
+    assert record["energy_kwh_range"] == {"value": pytest.approx(kwh), "low": pytest.approx(low),
+                                          "high": pytest.approx(high)}  # fmt: skip
+    assert record["hardware"]["gpu_count"] == 8 and record["other_runs"] == []

@@ -141,6 +141,27 @@ def test_identity_and_digest_make_reimport_idempotent(tmp_path: Path) -> None:
     assert changed == [(first[0].origin, False), (first[1].origin, False), (first[2].origin, True)]
 
 
+def test_name_hardware_and_the_other_tools_method_and_accuracy(tmp_path: Path) -> None:
+    header = "job_id,start,end,gpu_kwh,name,gpu_model,gpu_count,cpu_model,method,uncertainty_pct\n"
+    row = (
+        "j1,0,3600,40,train-llm,NVIDIA H100 80GB HBM3,8,AMD EPYC 9654 96-Core Processor,"
+        '"NVML energy counter per GPU, summed",5\n'
+    )
+    run = one_run(tmp_path, header + row)
+    assert (run.name, run.gpu_model, run.gpu_count, run.cpu_model) == (
+        "train-llm", "NVIDIA H100 80GB HBM3", 8, "AMD EPYC 9654 96-Core Processor",
+    )  # fmt: skip
+    assert run.method == "NVML energy counter per GPU, summed" and run.uncertainty_pct == 5.0
+    # Each of them is in the digest: an edit is seen.
+    for old, new in (("train-llm", "train-llm-2"), (",8,", ",4,"), ('summed",5', 'summed",10')):
+        edited = one_run(tmp_path, header + row.replace(old, new))
+        assert edited.origin == run.origin and edited.digest != run.digest, new
+    # Empty, they are not given: the digest is the one of a file without those columns.
+    bare = one_run(tmp_path, "job_id,start,end,gpu_kwh\nj1,0,3600,40\n")
+    empty = one_run(tmp_path, header + "j1,0,3600,40,,,,,,\n")
+    assert empty == bare and empty.digest == bare.digest and empty.gpu_count is None
+
+
 # ---- our columns: bad files, one line each ----
 
 
@@ -186,6 +207,14 @@ def test_identity_and_digest_make_reimport_idempotent(tmp_path: Path) -> None:
          "row 2: column 'phase': value 'training': unknown phase; use one of pretraining, fine-tuning"),
         ("job_id,start,end,energy_kwh,tokens\na,0,1,5,1.5\n",
          "column 'tokens': value '1.5': not a whole number"),
+        ("job_id,start,end,energy_kwh,gpu_count\na,0,1,5,2.5\n",
+         "column 'gpu_count': value '2.5': not a whole number; give the number of GPUs"),
+        ("job_id,start,end,energy_kwh,uncertainty_pct\na,0,1,5,-5\n",
+         "row 2: column 'uncertainty_pct': value '-5': negative"),
+        ("job_id,start,end,energy_kwh,uncertainty_pct\na,0,1,5,5%\n",
+         "column 'uncertainty_pct': value '5%': not a number"),
+        ("job_id,start,end,energy_kwh,gpu_modle\na,0,1,5,x\n",
+         "row 1: column 'gpu_modle': unknown column; did you mean 'gpu_model'?"),
         ("job_id,start,end,energy_kwh\n,0,1,5\n", "row 2: column 'job_id': value '': empty"),
         ("job_id,start,end,cpu_kwh,gpu_kwh\na,0,1,,\n",
          "row 2: column 'energy_kwh': value '': no energy in this row"),
@@ -238,6 +267,10 @@ def test_codecarbon_tracker_output_imports_with_the_same_kwh_and_kg(tmp_path: Pa
     assert run.end - run.start == pytest.approx(float(written["duration"]))
     stamp = datetime.fromisoformat(written["timestamp"]).replace(tzinfo=timezone.utc)
     assert run.end == stamp.timestamp()
+    assert run.cpu_model == written["cpu_model"]
+    mode, version = written.get("tracking_mode") or "machine", written["codecarbon_version"]
+    assert run.method.startswith(f"tracking_mode {mode}, CodeCarbon {version}: "), run.method
+    assert "RAPL" in run.method and "NVML" in run.method and "TDP" in run.method
 
 
 def test_codecarbon_last_row_per_run_wins_and_pue_is_taken_out(tmp_path: Path) -> None:
@@ -264,6 +297,32 @@ def test_codecarbon_energy_beyond_the_components_is_kept_unsplit(tmp_path: Path)
     path = write(tmp_path, CODECARBON_HEADER + row)
     (run,) = parse_codecarbon_csv(path)
     assert (run.cpu_kwh, run.gpu_kwh, run.dram_kwh, run.unsplit_kwh) == (1, 2, 3, 1)
+
+
+def test_codecarbon_hardware_and_method(tmp_path: Path) -> None:
+    header = CODECARBON_HEADER.rstrip("\n") + ",gpu_model,cpu_model,tracking_mode,codecarbon_version\n"
+    base = (
+        "2024-06-01T10:00:00,p,{run},e,3600,0,0,0,0,0,1,2,3,6,France,FRA,,{count},,{gpus},{cpu},process,"
+        "2.8.3\n"
+    )
+    path = write(
+        tmp_path,
+        header
+        + base.format(run="a", count="4", gpus="4 x NVIDIA A100-SXM4-80GB", cpu="Intel(R) Xeon(R) Gold 6148")
+        + base.format(run="b", count="3", gpus="2 x NVIDIA A100-SXM4-80GB1 x Tesla T4", cpu="")
+        + base.format(run="c", count="0", gpus="", cpu=""),
+        "emissions.csv",
+    )
+    a, b, c = parse_codecarbon_csv(path)
+    assert (a.gpu_model, a.gpu_count, a.cpu_model) == (
+        "NVIDIA A100-SXM4-80GB",
+        4,
+        "Intel(R) Xeon(R) Gold 6148",
+    )
+    assert (b.gpu_model, b.gpu_count) == ("NVIDIA A100-SXM4-80GB; Tesla T4", 3)  # kinds written end to end
+    assert (c.gpu_model, c.gpu_count, c.gpu_hours) == ("", None, None)
+    assert a.method.startswith("tracking_mode process, CodeCarbon 2.8.3: CPU energy from RAPL")
+    assert a.uncertainty_pct is None  # CodeCarbon states none
 
 
 @pytest.mark.parametrize(

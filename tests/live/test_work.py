@@ -210,7 +210,9 @@ def test_annotate_adds_useful_work_and_gives_kwh_per_million_tokens(tmp_path: Pa
     assert after["kwh_per_sample"] == pytest.approx(0.004)
     listed = json.loads(run_greenai("jobs", "--json", "--ledger", str(path)).stdout)
     assert [j["tokens"] for j in listed] == [4_000_000, None]
-    assert "0.5 kWh per million" in run_greenai("job", "4242", "--ledger", str(path)).stdout
+    shown = run_greenai("job", "4242", "--ledger", str(path)).stdout
+    assert "tokens     4,000,000 (500 Wh per million tokens)" in shown, shown
+    assert "samples    500 (4.00 Wh per sample)" in shown, shown
 
 
 @pytest.mark.parametrize(
