@@ -123,14 +123,21 @@ def _parser() -> argparse.ArgumentParser:
         "--until", metavar="DATE", help="only runs that started before DATE (a bare date: up to its end)"
     )
     rep = sub.add_parser(
-        "report", help="the annual AI Energy Impact Report (HTML, Markdown, JSON)", epilog=codes
+        "report", help="the annual AI Energy Impact Report (HTML, Markdown, JSON, PDF)", epilog=codes
     )
     rep.add_argument("--year", type=int, required=True, metavar="YYYY", help="the calendar year (UTC)")
-    rep.add_argument("--config", type=Path, help="YAML config file: its carbon section and ledger.path")
+    rep.add_argument(
+        "--config", type=Path, help="YAML config file: its carbon and report sections, and ledger.path"
+    )
     rep.add_argument(
         "--ledger", type=Path, nargs="+", action="extend", metavar="PATH", help="ledger files (one per node)"
     )
-    rep.add_argument("--format", default="html,md,json", metavar="LIST", help="html,md,json (default: all)")
+    rep.add_argument(
+        "--format",
+        default="html,md,json",
+        metavar="LIST",
+        help="any of html,md,json,pdf (default: html,md,json; pdf needs the pdf extra, WeasyPrint)",
+    )
     rep.add_argument("--out", type=Path, default=Path("."), metavar="DIR", help="output folder (default: .)")
     rep.add_argument("--baseline-year", type=int, metavar="YYYY", help="the year targets are measured from")
     rep.add_argument("--anonymize-users", action="store_true", help="users as stable pseudonyms (user-1 ...)")

@@ -1,6 +1,6 @@
-"""`greenai report --year YYYY`: the annual AI Energy Impact Report as JSON, Markdown and HTML files.
+"""`greenai report --year YYYY`: the annual AI Energy Impact Report as JSON, Markdown, HTML and PDF files.
 
-matplotlib (the charts) is imported only when this command runs.
+matplotlib (the charts) and WeasyPrint (the PDF) are imported only when this command runs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import IO
 from agent.commands.failures import EXIT_OK
 from agent.config.checks import ArgumentError
 from agent.config.settings import Config
+from agent.report import pdf
 from agent.report.annual import make_report, write_report
 
 PROGRESS_AFTER_S = 1.0
@@ -57,6 +58,8 @@ def run(
 ) -> int:
     """Write the report's files under `out` and list them (the PNGs aside) on `stdout`; raises
     LedgerError or PromError (what to read is unreadable), ConfigError or ArgumentError."""
+    if "pdf" in formats:
+        pdf.require()  # before the ledgers are read: a missing WeasyPrint is known at once
     bar = ProgressLine(stderr)
     try:
         doc = make_report(cfg, year, ledgers, baseline_year, anonymize_users, bar, prometheus_url)

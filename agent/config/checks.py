@@ -202,3 +202,21 @@ def regexes(value: Any) -> tuple[str, ...]:
         except re.error as e:
             raise At(f"[{i}]", f"is not a valid regex ({e})") from None
     return tuple(v.strip() for v in value)
+
+
+def prose(value: Any) -> str:
+    """Free text that may span lines in the YAML (`>` or `|` blocks): runs of whitespace become one space."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    if "\0" in value:
+        raise ValueError("must not contain NUL characters")
+    return " ".join(value.split())
+
+
+def prose_list(value: Any) -> tuple[str, ...]:
+    """One free text, or a list of them."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"must be a text or a list of texts, got {value!r}")
+    return tuple(nested(prose, item, f"[{i}]") for i, item in enumerate(value))

@@ -7,6 +7,7 @@ to do; the CLI prints it and exits with code 2.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -118,6 +119,37 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class ReportContact:
+    """Whom readers of the annual report may ask: a name and an email, or free text, or both."""
+
+    name: str | None = None
+    email: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class ReportBoundary:
+    """What the annual report covers, in the publisher's words; the figures cover the ledgers read."""
+
+    description: str | None = None
+    sites: tuple[str, ...] = ()
+    included: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Who publishes the annual report, whom to contact and what it covers: the report's front block.
+
+    The reporting period is the calendar year (UTC) given by `greenai report --year`.
+    """
+
+    organisation: str | None = None
+    contact: ReportContact | None = None
+    reporting_boundary: ReportBoundary | None = None
+
+
+@dataclass(frozen=True)
 class CollectorsConfig:
     rapl: RaplConfig = field(default_factory=RaplConfig)
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
@@ -140,6 +172,7 @@ class Config:
     work: WorkConfig = field(default_factory=WorkConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -161,6 +194,52 @@ def parse_listen(value: Any) -> tuple[str, int]:
 def _listen(value: Any) -> str:
     parse_listen(value)
     return checks.text(value)
+
+
+def _email(value: Any) -> str:
+    checked = checks.text(value)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", checked):
+        raise ValueError(f"must be an email address such as energy@example.org, got {value!r}")
+    return checked
+
+
+_CONTACT = checks.section({"name": checks.text, "email": _email, "text": checks.prose})
+_BOUNDARY = checks.section(
+    {
+        "description": checks.prose,
+        "sites": checks.prose_list,
+        "included": checks.prose_list,
+        "excluded": checks.prose_list,
+    }
+)
+
+
+def _contact(value: Any) -> ReportContact:
+    """Free text, or {name, email, text}."""
+    if isinstance(value, str):
+        return ReportContact(text=checks.prose(value))
+    checked = _CONTACT(value)
+    if not checked:
+        raise ValueError("must give a name and an email, or a text, such as {name: ..., email: ...}")
+    return ReportContact(**checked)
+
+
+def _boundary(value: Any) -> ReportBoundary:
+    """Free text, or {description, sites, included, excluded}."""
+    if isinstance(value, str):
+        return ReportBoundary(description=checks.prose(value))
+    checked = _BOUNDARY(value)
+    if not checked:
+        raise ValueError("must give a description, or lists of sites, included or excluded")
+    return ReportBoundary(**checked)
+
+
+_REPORT = checks.section({"organisation": checks.text, "contact": _contact, "reporting_boundary": _boundary})
+
+
+def report_section(value: Any) -> ReportConfig:
+    """Check the `report:` mapping and build its config; raises ValueError/At naming the bad key."""
+    return ReportConfig(**_REPORT(value))
 
 
 # ---- the schema: dotted key -> checker; a section is a nested dict ----
@@ -203,6 +282,7 @@ SCHEMA: checks.Schema = {
     "work": {"rules": parse_rules},
     "api": {"allow_annotate": checks.flag},
     "carbon": carbon_section,
+    "report": report_section,
 }
 
 

@@ -1,7 +1,9 @@
 """What a report streams out of one ledger for a window [lo, hi) of hours, aggregated in SQLite.
 
-Energy is summed per job x hour (or node x hour) over the components in the total, with the part
-whose source is `estimate` alongside; rows come one at a time, so a large ledger never sits in memory.
+Energy is summed per job x hour (or node x hour) over the components in the total, with the parts
+of each kind alongside (estimated: source `estimate`; imported: sources `import:...`; measured: the
+rest), and per job (or node) x source for the meters and tools behind them (agent.ledger.provenance).
+Rows come one at a time, so a large ledger never sits in memory.
 """
 
 from __future__ import annotations
@@ -13,13 +15,23 @@ from agent.ledger.read import LedgerReader
 from collectors.base import NOT_IN_TOTAL
 
 _EXCLUDED = ", ".join(f"'{c}'" for c in sorted(NOT_IN_TOTAL))
+_KINDS = """SUM(joules), SUM(CASE WHEN source = 'estimate' THEN joules ELSE 0 END),
+       SUM(CASE WHEN source LIKE 'import:%' THEN joules ELSE 0 END)"""
 _JOB_HOURS = f"""
-SELECT job, hour, SUM(joules), SUM(CASE WHEN source = 'estimate' THEN joules ELSE 0 END)
+SELECT job, hour, {_KINDS}
   FROM energy WHERE hour >= ? AND hour < ? AND component NOT IN ({_EXCLUDED}) GROUP BY job, hour
 """
 _UNATTRIBUTED = f"""
-SELECT node, hour, SUM(joules), SUM(CASE WHEN source = 'estimate' THEN joules ELSE 0 END)
+SELECT node, hour, {_KINDS}
   FROM unattributed WHERE hour >= ? AND hour < ? AND component NOT IN ({_EXCLUDED}) GROUP BY node, hour
+"""
+_JOB_SOURCES = f"""
+SELECT job, source, SUM(joules)
+  FROM energy WHERE hour >= ? AND hour < ? AND component NOT IN ({_EXCLUDED}) GROUP BY job, source
+"""
+_UNATTRIBUTED_SOURCES = f"""
+SELECT node, source, SUM(joules)
+  FROM unattributed WHERE hour >= ? AND hour < ? AND component NOT IN ({_EXCLUDED}) GROUP BY node, source
 """
 _JOBS = """
 SELECT id, scheduler, job_id, node, user, name, start, "end", project, phase, model, tokens, samples,
@@ -48,13 +60,23 @@ def gpu_seconds(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, .
 
 
 def job_hours(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
-    """(job rowid, hour, joules, of which estimated) per job and hour."""
+    """(job rowid, hour, joules, of which estimated, of which imported) per job and hour."""
     return reader.stream(_JOB_HOURS, (lo, hi))
 
 
 def unattributed_hours(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
-    """(node, hour, joules, of which estimated) of the energy no job was charged for."""
+    """(node, hour, joules, of which estimated, of which imported) of the energy no job was charged for."""
     return reader.stream(_UNATTRIBUTED, (lo, hi))
+
+
+def job_sources(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
+    """(job rowid, source, joules) per job and source over the window."""
+    return reader.stream(_JOB_SOURCES, (lo, hi))
+
+
+def unattributed_sources(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
+    """(node, source, joules) of the energy no job was charged for, per node and source."""
+    return reader.stream(_UNATTRIBUTED_SOURCES, (lo, hi))
 
 
 def node_coverage(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:

@@ -1,7 +1,8 @@
-"""The annual AI Energy Impact Report as a document (report.json) and its files (Markdown, HTML, PNG).
+"""The annual AI Energy Impact Report as a document (report.json) and its files (Markdown, HTML, PNG, PDF).
 
 ledgers -> data (SQL aggregation per job x hour, priced per node-hour) -> figures (report.json)
--> charts (PNG) -> render (report.md, report.html). From Prometheus: prometheus -> figures -> ...
+-> charts (PNG) -> render (report.md, report.html) -> pdf (report.pdf). From Prometheus:
+prometheus -> figures -> ... The config's `report:` section heads the document as its `report` object.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from typing import Any
 
 from agent.carbon.model import CarbonModel
 from agent.config.checks import ArgumentError
-from agent.config.settings import Config
+from agent.config.settings import Config, ReportConfig
 from agent.report import prometheus
-from agent.report.data import YearReader
+from agent.report.data import YearReader, history_years
 from agent.report.figures import build
 
-FORMATS = ("html", "md", "json")
+FORMATS = ("html", "md", "json", "pdf")
 SALT_ENV = "GREENAI_REPORT_SALT"
 """A secret salt for --anonymize-users; without it the pseudonyms are stable but not secret."""
 
@@ -30,7 +31,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     unknown = [f for f in names if f not in FORMATS]
     if unknown or not names:
         raise ArgumentError(
-            f"--format: unknown {', '.join(unknown) or 'empty list'}; choose from html,md,json"
+            f"--format: unknown {', '.join(unknown) or 'empty list'}; choose from {','.join(FORMATS)}"
         )
     return names
 
@@ -50,29 +51,56 @@ def make_report(
     reader = YearReader(model)
     if prometheus_url is not None:
         client = prometheus.PromClient(prometheus_url)
-        data = prometheus.read_year(client, reader, year)
-        baseline = prometheus.read_year(client, reader, baseline_year) if baseline_year is not None else None
-        return build(data, model, baseline, anonymize_users, os.environ.get(SALT_ENV, ""))
-    share = 0.5 if baseline_year is not None else 1.0
-    tick = (lambda d: progress(d * share)) if progress is not None else None
-    data = reader.read(year, ledgers, tick)
-    baseline = None
-    if baseline_year is not None:
-        after = (lambda d: progress(share + d * share)) if progress is not None else None
-        baseline = reader.read(baseline_year, ledgers, after)
+        years = [prometheus.read_year(client, reader, y) for y in history_years(year, baseline_year)]
+    else:  # the baseline year, the years in between and the reporting year, each read once
+        years = reader.read_years(history_years(year, baseline_year), ledgers, progress)
+    data, baseline = years[-1], (years[0] if baseline_year is not None else None)
     salt = os.environ.get(SALT_ENV, "")
-    return build(data, model, baseline, anonymize_users, salt)
+    doc = build(data, model, baseline, anonymize_users, salt, between=years[1:-1])
+    return headed(doc, front(cfg.report, year))
+
+
+def front(report: ReportConfig, year: int) -> dict[str, Any]:
+    """report.json's `report` object, from the config's `report:` section: who publishes the report,
+    whom to ask, what it covers (null where the config says nothing), and the period (always given)."""
+    contact, boundary = report.contact, report.reporting_boundary
+    return {
+        "organisation": report.organisation,
+        "contact": None
+        if contact is None
+        else {"name": contact.name, "email": contact.email, "text": contact.text},
+        "reporting_boundary": None
+        if boundary is None
+        else {
+            "description": boundary.description,
+            "sites": list(boundary.sites),
+            "included": list(boundary.included),
+            "excluded": list(boundary.excluded),
+        },
+        "period": {
+            "start": f"{year}-01-01T00:00:00Z",
+            "end": f"{year + 1}-01-01T00:00:00Z",
+            "basis": "calendar year, UTC",
+        },
+    }
+
+
+def headed(doc: dict[str, Any], front_block: dict[str, Any]) -> dict[str, Any]:
+    """`doc` with `front_block` as its `report` object, placed after `schema` so that it reads first."""
+    rest = {k: v for k, v in doc.items() if k not in ("schema", "report")}
+    return {"schema": doc["schema"], "report": front_block, **rest}
 
 
 def write_report(doc: dict[str, Any], out: Path, formats: Sequence[str]) -> list[Path]:
-    """Write report.json / report.md (+ PNGs) / report.html under `out`; the paths written."""
+    """Write report.json / report.md (+ PNGs) / report.html / report.pdf under `out`; the paths written.
+    Raises ArgumentError when a PDF is asked for and WeasyPrint is not installed."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     if "json" in formats:
         path = out / "report.json"
         path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         written.append(path)
-    if "md" in formats or "html" in formats:
+    if {"md", "html", "pdf"} & set(formats):
         from agent.report.charts import charts
         from agent.report.render import html, markdown
 
@@ -83,7 +111,13 @@ def write_report(doc: dict[str, Any], out: Path, formats: Sequence[str]) -> list
                 written.append(out / name)
             (out / "report.md").write_text(markdown(doc, list(pngs)), encoding="utf-8")
             written.append(out / "report.md")
+        page = html(doc, pngs)
         if "html" in formats:
-            (out / "report.html").write_text(html(doc, pngs), encoding="utf-8")
+            (out / "report.html").write_text(page, encoding="utf-8")
             written.append(out / "report.html")
+        if "pdf" in formats:
+            from agent.report.pdf import pdf
+
+            (out / "report.pdf").write_bytes(pdf(page))
+            written.append(out / "report.pdf")
     return written

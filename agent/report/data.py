@@ -6,6 +6,10 @@ priced at its node's site, unless the job carries its own location, PUE or inten
 runs), in which case it is priced on its own. Emissions are linear in IT energy within one site and
 hour, so each (pricing, hour) is priced once, for 1 kWh (`carbon.hour_emissions`), and every kWh in
 it is scaled by that factor: one intensity lookup per node-hour, however many rows it has.
+
+Energy keeps its kind (measured, estimated, imported; agent.ledger.provenance): per (pricing, hour)
+as kWh of each kind, and per job, per site label and for the unattributed energy as a `Tally` by
+source, which gives the shares and the ranges.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from agent.carbon.data import CodecarbonData, LocationIntensity, Provenance
 from agent.carbon.model import CarbonModel, Site, hour_emissions
 from agent.ledger import aggregates
+from agent.ledger.provenance import Tally
 from agent.ledger.read import LedgerReader, open_readonly
 from agent.units import DAY_SECONDS, HOUR_SECONDS, JOULES_PER_KWH
 
@@ -52,10 +57,21 @@ class JobTotals:
     market_g: float = 0.0
     cfe_kwh: float = 0.0
     gpu_seconds: float = 0.0
+    method: str = ""
+    """How an imported run's energy was obtained, as its file says ('' unknown)."""
+    uncertainty_pct: float | None = None
+    """An imported run's stated accuracy (percent); None unknown."""
+    energy: Tally = field(default_factory=Tally)
+    """IT kWh by source, with its kinds and range."""
 
     @property
     def imported(self) -> bool:
         return self.origin != "agent"
+
+    @property
+    def label(self) -> str:
+        """`slurm:4242`, and `slurm:4242#2` for the second run of a reused id."""
+        return f"{self.scheduler}:{self.job_id}" + (f"#{self.run}" if self.run > 1 else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +107,8 @@ class NodeCoverage:
 class HourlySums:
     """Sums over priced (pricing, hour) figures: total, by month, by site label, heatmap, per source.
 
-    Sums hold it_kwh, facility_kwh, location_g, market_g, cfe_kwh (and, in `total`, estimated_kwh,
-    unattributed_kwh, hourly_kwh, fallback_kwh). The heatmap is month x hour of day (UTC).
+    Sums hold it_kwh, facility_kwh, location_g, market_g, cfe_kwh, estimated_kwh, imported_kwh (and,
+    in `total`, unattributed_kwh, hourly_kwh, fallback_kwh). The heatmap is month x hour of day (UTC).
     """
 
     total: dict[str, float] = field(default_factory=dict)
@@ -112,14 +128,28 @@ class YearData:
     jobs: dict[tuple[str, str, int], JobTotals] = field(default_factory=dict)
     """(scheduler, job_id, run) -> the job over all its nodes."""
     hour_kwh: dict[tuple[str, int], list[float]] = field(default_factory=dict)
-    """(pricing id, hour) -> [IT kWh, estimated kWh, unattributed kWh], for the ledger being read."""
+    """(pricing id, hour) -> [IT kWh, estimated kWh, imported kWh, unattributed kWh], for the ledger
+    being read."""
     pricing: dict[str, Pricing] = field(default_factory=dict)
     factors: dict[tuple[str, int], Factor] = field(default_factory=dict)
     """The ledger being read's factors; emptied with hour_kwh once folded into `sums`."""
     sums: HourlySums = field(default_factory=HourlySums)
     coverage: dict[str, NodeCoverage] = field(default_factory=dict)
-    imported_kwh: float = 0.0
+    site_energy: dict[str, Tally] = field(default_factory=dict)
+    """Site label -> IT kWh by source (jobs and unattributed)."""
+    site_gpu_seconds: dict[str, float] = field(default_factory=dict)
+    """Site label -> the GPU-seconds of the jobs priced there."""
+    unattributed: Tally = field(default_factory=Tally)
+    """The energy attributed to no job, by source."""
     ledgers: tuple[str, ...] = ()
+
+    @property
+    def energy(self) -> Tally:
+        """All IT kWh by source: the sites' together."""
+        out = Tally()
+        for tally in self.site_energy.values():
+            out.absorb(tally)
+        return out
 
 
 def year_bounds(year: int) -> tuple[int, int]:
@@ -157,6 +187,17 @@ class YearReader:
                 progress((index + 1) / len(paths))
         return out
 
+    def read_years(self, years: Sequence[int], paths: Sequence[Path], progress: Progress | None = None
+                   ) -> list[YearData]:  # fmt: skip
+        """`read` each of `years` once, in order; progress spread over them."""
+        out = []
+        for n, year in enumerate(years):
+            tick = None
+            if progress is not None:
+                tick = _share(progress, n, len(years))
+            out.append(self.read(year, paths, tick))
+        return out
+
     def _read_one(
         self, out: YearData, index: int, reader: LedgerReader, progress: Progress | None, count: int
     ) -> None:
@@ -171,6 +212,7 @@ class YearReader:
                 user, name, start, end, project, phase, model, tokens, samples, origin = row[4:14]
                 job = JobTotals(scheduler, job_id, run, user, name, project, phase, model, origin, start, end)
                 job.tokens, job.samples = tokens, samples
+                job.method, job.uncertainty_pct = row[18] or "", row[19]
                 out.jobs[(scheduler, job_id, run)] = job
             else:  # the same job on another node (ledger): one task
                 job.start = min(job.start, row[6])
@@ -182,13 +224,17 @@ class YearReader:
             pricing_of[rid] = self._pricing_id(out, index, rid, node, row[14], row[15], row[16])
         for rid, gpu_seconds in aggregates.gpu_seconds(reader, lo, hi):
             if rid in job_of:
-                job_of[rid].gpu_seconds += gpu_seconds or 0.0
-        for n, (rid, hour, joules, est_j) in enumerate(aggregates.job_hours(reader, lo, hi), 1):
-            self.add_job_hour(out, job_of[rid], pricing_of[rid], hour, joules, est_j)
+                self.add_gpu_seconds(out, job_of[rid], pricing_of[rid], gpu_seconds or 0.0)
+        for n, (rid, hour, joules, est_j, imp_j) in enumerate(aggregates.job_hours(reader, lo, hi), 1):
+            self.add_job_hour(out, job_of[rid], pricing_of[rid], hour, joules, est_j, imp_j)
             if progress is not None and n % _ROWS_PER_TICK == 0:
                 progress(index / count)
-        for node, hour, joules, est_j in aggregates.unattributed_hours(reader, lo, hi):
-            self.add_unattributed_hour(out, node, hour, joules, est_j)
+        for rid, source, joules in aggregates.job_sources(reader, lo, hi):
+            self.add_source(out, job_of[rid], pricing_of[rid], source, joules)
+        for node, hour, joules, est_j, imp_j in aggregates.unattributed_hours(reader, lo, hi):
+            self.add_unattributed_hour(out, node, hour, joules, est_j, imp_j)
+        for node, source, joules in aggregates.unattributed_sources(reader, lo, hi):
+            self.add_source(out, None, self.node_pricing(out, node), source, joules)
         for node, hours, first, last in aggregates.node_coverage(reader, lo, hi):
             cov = out.coverage.setdefault(node, NodeCoverage())
             cov.hours_with_data += hours
@@ -196,9 +242,17 @@ class YearReader:
             cov.last_hour = last if cov.last_hour is None else max(cov.last_hour, last)
 
     def add_job_hour(
-        self, out: YearData, job: JobTotals, pid: str, hour: int, joules: float, est_j: float
+        self,
+        out: YearData,
+        job: JobTotals,
+        pid: str,
+        hour: int,
+        joules: float,
+        est_j: float,
+        imp_j: float = 0.0,
     ) -> None:
-        """Book `joules` (`est_j` of them estimated) of `job` in `hour`, priced by pricing `pid`."""
+        """Book `joules` (`est_j` of them estimated, `imp_j` imported) of `job` in `hour`, priced by
+        pricing `pid`. Their sources are booked apart (`add_source`)."""
         kwh = joules / JOULES_PER_KWH
         f = self._factor(out, pid, hour)
         job.it_kwh += kwh
@@ -206,16 +260,34 @@ class YearReader:
         job.location_g += kwh * f.location
         job.market_g += kwh * f.market
         job.cfe_kwh += kwh * f.cfe
-        if job.imported:
-            out.imported_kwh += kwh
-        _add_hour(out, pid, hour, kwh, est_j / JOULES_PER_KWH, 0.0)
+        _add_hour(out, pid, hour, (kwh, est_j / JOULES_PER_KWH, imp_j / JOULES_PER_KWH, 0.0))
 
-    def add_unattributed_hour(self, out: YearData, node: str, hour: int, joules: float, est_j: float) -> None:
+    def add_unattributed_hour(
+        self, out: YearData, node: str, hour: int, joules: float, est_j: float, imp_j: float = 0.0
+    ) -> None:
         """Book `joules` of `node` that no job was charged for in `hour`, priced at the node's site."""
         pid = self.node_pricing(out, node)
         self._factor(out, pid, hour)
         kwh = joules / JOULES_PER_KWH
-        _add_hour(out, pid, hour, kwh, est_j / JOULES_PER_KWH, kwh)
+        _add_hour(out, pid, hour, (kwh, est_j / JOULES_PER_KWH, imp_j / JOULES_PER_KWH, kwh))
+
+    def add_source(self, out: YearData, job: JobTotals | None, pid: str, source: str, joules: float) -> None:
+        """Book `joules` from `source` (over the year) to `job`, or to the unattributed energy (None),
+        and to the site label of pricing `pid`."""
+        kwh = joules / JOULES_PER_KWH
+        site = out.site_energy.setdefault(out.pricing[pid].label, Tally())
+        if job is None:
+            out.unattributed.add(source, kwh)
+            site.add(source, kwh)
+        else:
+            job.energy.add(source, kwh, job.uncertainty_pct, job.method)
+            site.add(source, kwh, job.uncertainty_pct, job.method)
+
+    def add_gpu_seconds(self, out: YearData, job: JobTotals, pid: str, seconds: float) -> None:
+        """Book `seconds` of GPU time to `job` and to its site label."""
+        job.gpu_seconds += seconds
+        label = out.pricing[pid].label
+        out.site_gpu_seconds[label] = out.site_gpu_seconds.get(label, 0.0) + seconds
 
     def node_pricing(self, out: YearData, node: str) -> str:
         """The pricing id of `node`'s site, registered in `out` on first use."""
@@ -283,7 +355,7 @@ def fold(out: YearData) -> None:
     """Price the pending (pricing, hour) sums into `out.sums`, then forget them."""
     s = out.sums
     month_cache: dict[int, int] = {}
-    for (pid, hour), (kwh, est, unattributed) in out.hour_kwh.items():
+    for (pid, hour), (kwh, est, imp, unattributed) in out.hour_kwh.items():
         f = out.factors[(pid, hour)]
         day = hour - hour % DAY_SECONDS
         month = month_cache.get(day)
@@ -296,9 +368,10 @@ def fold(out: YearData) -> None:
             ("location_g", kwh * f.location),
             ("market_g", kwh * f.market),
             ("cfe_kwh", kwh * f.cfe),
+            ("estimated_kwh", est),
+            ("imported_kwh", imp),
         )
         extra = (
-            ("estimated_kwh", est),
             ("unattributed_kwh", unattributed),
             ("hourly_kwh", fac if f.hourly else 0.0),
             ("fallback_kwh", fac if f.fallback else 0.0),
@@ -321,14 +394,19 @@ def fold(out: YearData) -> None:
     out.factors.clear()
 
 
-def _add_hour(out: YearData, pid: str, hour: int, kwh: float, est: float, unattributed: float) -> None:
+def _add_hour(out: YearData, pid: str, hour: int, figures: tuple[float, float, float, float]) -> None:
+    """Add (IT, estimated, imported, unattributed) kWh to the (pricing, hour) sums."""
     sums = out.hour_kwh.get((pid, hour))
     if sums is None:
-        out.hour_kwh[(pid, hour)] = [kwh, est, unattributed]
+        out.hour_kwh[(pid, hour)] = list(figures)
     else:
-        sums[0] += kwh
-        sums[1] += est
-        sums[2] += unattributed
+        for i, value in enumerate(figures):
+            sums[i] += value
+
+
+def _share(progress: Progress, n: int, count: int) -> Progress:
+    """Progress of the n-th of `count` equal parts."""
+    return lambda done: progress((n + done) / count)
 
 
 def _add(a: int | None, b: int | None) -> int | None:
@@ -338,3 +416,13 @@ def _add(a: int | None, b: int | None) -> int | None:
 def hours_in_year(year: int) -> int:
     lo, hi = year_bounds(year)
     return (hi - lo) // HOUR_SECONDS
+
+
+def history_years(year: int, baseline_year: int | None) -> list[int]:
+    """The years a report reads, each once: the baseline year, the years after it, the reporting year
+    last (a baseline year after the reporting year is read first all the same)."""
+    if baseline_year is None or baseline_year == year:
+        return [year]
+    if baseline_year < year:
+        return list(range(baseline_year, year + 1))
+    return [baseline_year, year]

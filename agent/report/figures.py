@@ -2,30 +2,85 @@
 
 Sums are taken over (pricing, hour) figures, so every intensity is energy-weighted: Σ F_h x I_h.
 Energy is in kWh (MWh only in rendered tables), CO2e in kg, shares from 0 to 1, CFE in percent.
+
+Every total carries its kinds (measured, estimated, imported) and a range (agent.ledger.provenance):
+the energy's range adds its sources' stated accuracies; a CO2e range scales each part's CO2e by its
+energy's range (a job's for the job groups, a site's for the sites and the totals) and adds them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.carbon.model import CarbonModel
+from agent.ledger.provenance import (
+    ESTIMATED,
+    IMPORTED,
+    KINDS,
+    MEASURED,
+    Tally,
+    accuracy_of,
+    kind_of,
+    kinds_sentence,
+    method_of,
+)
 from agent.ledger.read import iso
 from agent.report.data import JobTotals, YearData, hours_in_year
-from agent.report.targets import TRAINING_PHASES, targets, task_figures
+from agent.report.targets import CO2_FIGURE_WHY, TRAINING_PHASES, targets, task_figures
 from agent.units import HOUR_SECONDS
 
 SCHEMA = "greenai-report/1"
 TOP = 10
 _FIELDS = ("it_kwh", "facility_kwh", "location_g", "market_g", "cfe_kwh")
+UNCERTAINTY_DOC = "docs/uncertainty.md"
+UNCERTAINTY_TEXT = (
+    "Each source of energy has a stated relative accuracy: the agent's meters (NVML, RAPL) +/-5 %, "
+    "its power model -60 % to +190 % (the published error of a TDP-based estimate), an imported run "
+    "what its file declares, else unknown. A range adds its parts' bounds, so the true figure is inside "
+    "it whenever every part is within its stated accuracy; energy of unknown accuracy is counted at its "
+    "value at both ends and shown apart as unquantified. A CO2e range scales each job's (or site's) CO2e "
+    "by its energy's range; the intensity and PUE data carry no range of their own here."
+)
 
 
-def _row(sums: Mapping[str, float]) -> dict[str, Any]:
-    """kWh, kg, PUE, CFE% and intensity of one group's sums."""
+@dataclass
+class Part:
+    """Energy by source and the range of its CO2e (grams), added up over jobs or sites."""
+
+    energy: Tally = field(default_factory=Tally)
+    location_g: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    market_g: list[float] = field(default_factory=lambda: [0.0, 0.0])
+
+    def add(self, energy: Tally, location_g: float, market_g: float) -> None:
+        self.energy.absorb(energy)
+        for into, grams in ((self.location_g, location_g), (self.market_g, market_g)):
+            low, high = energy.scaled(grams)
+            into[0] += grams if low is None else low
+            into[1] += grams if high is None else high
+
+    def fields(self) -> dict[str, Any]:
+        """The range and kinds fields of a group row."""
+        known = self.energy.quantified  # no range at all when no part has a stated accuracy
+        return {
+            "it_kwh_low": self.energy.low if known else None,
+            "it_kwh_high": self.energy.high if known else None,
+            "unquantified_kwh": self.energy.unquantified,
+            "location_kg_low": self.location_g[0] / 1000.0 if known else None,
+            "location_kg_high": self.location_g[1] / 1000.0 if known else None,
+            "market_kg_low": self.market_g[0] / 1000.0 if known else None,
+            "market_kg_high": self.market_g[1] / 1000.0 if known else None,
+            "provenance": self.energy.as_dict(),
+        }
+
+
+def _row(sums: Mapping[str, float], part: Part | None = None) -> dict[str, Any]:
+    """kWh, kg, PUE, CFE% and intensity of one group's sums; its range and kinds with a `part`."""
     it, fac = sums.get("it_kwh", 0.0), sums.get("facility_kwh", 0.0)
-    return {
+    row = {
         "it_kwh": it,
         "facility_kwh": fac,
         "location_kg": sums.get("location_g", 0.0) / 1000.0,
@@ -34,6 +89,7 @@ def _row(sums: Mapping[str, float]) -> dict[str, Any]:
         "pue": fac / it if it else None,
         "intensity_g_per_kwh": sums.get("location_g", 0.0) / fac if fac else None,
     }
+    return row if part is None else {**row, **part.fields()}
 
 
 def _add(into: dict[str, float], **values: float) -> None:
@@ -47,19 +103,27 @@ def build(
     baseline: YearData | None = None,
     anonymize_users: bool = False,
     salt: str = "",
+    between: Sequence[YearData] = (),
 ) -> dict[str, Any]:
-    """The whole report document for `data.year`, compared with `baseline` where given."""
-    hourly = _hourly(data, model)
-    jobs = sorted(data.jobs.values(), key=lambda j: (-j.location_g, j.scheduler, j.job_id))
+    """The whole report document for `data.year`, compared with `baseline` and the years `between`."""
+    hourly = _hourly(data)
+    jobs = sorted(data.jobs.values(), key=lambda j: (-j.location_g, j.scheduler, j.job_id, j.run))
     users = pseudonyms((j.user for j in jobs), salt) if anonymize_users else None
     totals = hourly["total"]
+    sites = _sites(data)
+    total = Part()
+    for part in sites.values():
+        _merge(total, part)
     it_kwh = totals.get("it_kwh", 0.0)
     embodied = _embodied(data, model)
     tasks = task_figures(data)
     base_tasks = task_figures(baseline) if baseline is not None else None
-    base_cfe = _cfe_pct(_hourly(baseline, model)["total"]) if baseline is not None else None
+    base_cfe = _cfe_pct(baseline.sums.total) if baseline is not None else None
     gpu_hours = sum(j.gpu_seconds for j in jobs) / HOUR_SECONDS
-    summary_row = _row(totals)
+    summary_row = _row(totals, total)
+    kinds = total.energy.by_kind
+    history = [_year_row(baseline, "baseline")] if baseline is not None and baseline is not data else []
+    history += [_year_row(d, "between") for d in between if d.sums.total.get("it_kwh", 0.0) > 0]
     return {
         "schema": SCHEMA,
         "year": data.year,
@@ -67,16 +131,27 @@ def build(
         "ledgers": list(data.ledgers),
         "energy": {
             "it_kwh": it_kwh,
+            "it_kwh_low": summary_row["it_kwh_low"],
+            "it_kwh_high": summary_row["it_kwh_high"],
+            "unquantified_kwh": summary_row["unquantified_kwh"],
             "facility_kwh": totals.get("facility_kwh", 0.0),
             "unattributed_kwh": totals.get("unattributed_kwh", 0.0),
-            "estimated_kwh": totals.get("estimated_kwh", 0.0),
-            "imported_kwh": data.imported_kwh,
+            "measured_kwh": kinds[MEASURED],
+            "estimated_kwh": kinds[ESTIMATED],
+            "imported_kwh": kinds[IMPORTED],
             "gpu_hours": gpu_hours,
             "pue": summary_row["pue"],
+            "provenance": {**summary_row["provenance"], "sentence": kinds_sentence(total.energy)},
+            "unattributed_provenance": data.unattributed.as_dict(),
         },
         "emissions": {
             "location_kg": summary_row["location_kg"],
+            "location_kg_low": summary_row["location_kg_low"],
+            "location_kg_high": summary_row["location_kg_high"],
             "market_kg": summary_row["market_kg"],
+            "market_kg_low": summary_row["market_kg_low"],
+            "market_kg_high": summary_row["market_kg_high"],
+            "embodied_configured": embodied["configured"],
             "embodied_kg": embodied["total_kg"],
             "intensity_g_per_kwh": summary_row["intensity_g_per_kwh"],
             "embodied_by_node": embodied["by_node"],
@@ -88,13 +163,14 @@ def build(
             "training_tasks": tasks,
             "top": [_job(j, users) for j in jobs[:TOP]],
         },
-        "by_month": [{"month": m, **_row(hourly["by_month"].get(m, {}))} for m in range(1, 13)],
-        "by_site": _grouped(hourly["by_site"], "site"),
+        "by_month": [_month(m, hourly["by_month"].get(m, {})) for m in range(1, 13)],
+        "by_site": _site_rows(data, sites),
         "by_project": _grouped(_group(jobs, lambda j: j.project), "project"),
         "by_phase": _grouped(_group(jobs, lambda j: j.phase), "phase"),
         "by_model": _grouped(_group(jobs, lambda j: j.model), "model"),
         "by_user": _grouped(_group(jobs, lambda j: users[j.user] if users else j.user), "user"),
         "energy_cards": _cards(jobs),
+        "year_over_year": [*history, _year_row(data, "reporting", tasks)],
         "targets": targets(
             data.year,
             baseline.year if baseline else None,
@@ -103,12 +179,69 @@ def build(
             summary_row["cfe_pct"],
             base_cfe,
         ),
-        "method": _method(data, model, hourly),
-        "data_quality": _quality(data, hourly, it_kwh),
+        "method": _method(data, model, hourly, total),
+        "data_quality": _quality(data, hourly, it_kwh, total.energy),
     }
 
 
-def _hourly(data: YearData, model: CarbonModel) -> dict[str, Any]:
+def _merge(into: Part, part: Part) -> None:
+    into.energy.absorb(part.energy)
+    for mine, theirs in ((into.location_g, part.location_g), (into.market_g, part.market_g)):
+        mine[0] += theirs[0]
+        mine[1] += theirs[1]
+
+
+def _sites(data: YearData) -> dict[str, Part]:
+    """Site label -> its energy and CO2e range (the site's CO2e scaled by its energy's range)."""
+    out = {}
+    for label, sums in data.sums.by_site.items():
+        part = Part()
+        part.add(data.site_energy.get(label, Tally()), sums.get("location_g", 0.0), sums.get("market_g", 0.0))
+        out[label] = part
+    return out
+
+
+def _site_rows(data: YearData, sites: Mapping[str, Part]) -> list[dict[str, Any]]:
+    rows = [
+        {
+            "site": label or None,
+            **_row(sums, sites[label]),
+            "gpu_hours": data.site_gpu_seconds.get(label, 0.0) / HOUR_SECONDS,
+        }
+        for label, sums in data.sums.by_site.items()
+    ]
+    return sorted(rows, key=lambda r: (-r["it_kwh"], str(r["site"])))
+
+
+def _month(month: int, sums: Mapping[str, float]) -> dict[str, Any]:
+    est, imp = sums.get("estimated_kwh", 0.0), sums.get("imported_kwh", 0.0)
+    kinds = {MEASURED: max(sums.get("it_kwh", 0.0) - est - imp, 0.0), ESTIMATED: est, IMPORTED: imp}
+    return {"month": month, **_row(sums), "kwh_by_kind": kinds}
+
+
+def _year_row(data: YearData, role: str, tasks: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One year's headline figures for the year-over-year table."""
+    t = tasks if tasks is not None else task_figures(data)
+    row = _row(data.sums.total)
+    energy = data.energy
+    return {
+        "year": data.year,
+        "role": role,
+        **{k: row[k] for k in ("it_kwh", "facility_kwh", "location_kg", "market_kg", "cfe_pct", "pue")},
+        "gpu_hours": sum(j.gpu_seconds for j in data.jobs.values()) / HOUR_SECONDS,
+        "shares": energy.shares(),
+        "training_tasks": t["count"],
+        "training_location_kg": t["location_kg_total"],
+        "kwh_per_million_tokens": t["kwh_per_million_tokens"],
+        "location_g_per_million_tokens": t["location_g_per_million_tokens"],
+        "by_phase": {
+            p: {k: t["by_phase"][p][k] for k in ("count", "location_kg_total", "location_kg_mean")}
+            for p in TRAINING_PHASES
+        },
+    }
+
+
+def _hourly(data: YearData) -> dict[str, Any]:
     """The folded hourly sums, with the heatmap as g/kWh (None where no energy was used)."""
     s = data.sums
     heatmap = [
@@ -129,10 +262,12 @@ def _cfe_pct(sums: Mapping[str, float]) -> float | None:
     return 100.0 * sums.get("cfe_kwh", 0.0) / fac if fac else None
 
 
-def _group(jobs: Iterable[JobTotals], key: Any) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
+def _group(
+    jobs: Iterable[JobTotals], key: Callable[[JobTotals], str]
+) -> dict[str, tuple[dict[str, float], Part]]:
+    out: dict[str, tuple[dict[str, float], Part]] = {}
     for j in jobs:
-        into = out.setdefault(key(j) or "", {})
+        into, part = out.setdefault(key(j) or "", ({}, Part()))
         _add(
             into,
             it_kwh=j.it_kwh,
@@ -143,24 +278,27 @@ def _group(jobs: Iterable[JobTotals], key: Any) -> dict[str, dict[str, float]]:
             gpu_hours=j.gpu_seconds / HOUR_SECONDS,
             jobs=1,
         )
+        part.add(j.energy, j.location_g, j.market_g)
     return out
 
 
-def _grouped(groups: Mapping[str, Mapping[str, float]], name: str) -> list[dict[str, Any]]:
+def _grouped(groups: Mapping[str, tuple[Mapping[str, float], Part]], name: str) -> list[dict[str, Any]]:
     rows = []
-    for key, sums in groups.items():
-        row: dict[str, Any] = {name: key or None, **_row(sums)}
-        for extra in ("gpu_hours", "jobs"):
-            if extra in sums:
-                row[extra] = int(sums[extra]) if extra == "jobs" else sums[extra]
+    for key, (sums, part) in groups.items():
+        row: dict[str, Any] = {name: key or None, **_row(sums, part)}
+        row["gpu_hours"] = sums["gpu_hours"]
+        row["jobs"] = int(sums["jobs"])
         rows.append(row)
     return sorted(rows, key=lambda r: (-r["it_kwh"], str(r[name])))
 
 
 def _job(j: JobTotals, users: Mapping[str, str] | None) -> dict[str, Any]:
+    part = Part()
+    part.add(j.energy, j.location_g, j.market_g)
     return {
-        "job": f"{j.scheduler}:{j.job_id}",
-        "name": j.name,
+        "job": j.label,
+        "run": j.run,
+        "name": j.name or None,
         "user": users[j.user] if users else j.user,
         "nodes": sorted(j.nodes),
         "project": j.project or None,
@@ -171,7 +309,7 @@ def _job(j: JobTotals, users: Mapping[str, str] | None) -> dict[str, Any]:
         "end": iso(j.end),
         "gpu_hours": j.gpu_seconds / HOUR_SECONDS,
         "tokens": j.tokens,
-        **_row({f: getattr(j, f) for f in _FIELDS}),
+        **_row({f: getattr(j, f) for f in _FIELDS}, part),
     }
 
 
@@ -179,12 +317,12 @@ def _cards(jobs: Iterable[JobTotals]) -> list[dict[str, Any]]:
     """One short card per model trained this year: training kWh, CO2e, GPU-hours, tasks, tokens."""
     trained = [j for j in jobs if j.model and j.phase in TRAINING_PHASES]
     out = []
-    for model, sums in _group(trained, lambda j: j.model).items():
+    for model, (sums, part) in _group(trained, lambda j: j.model).items():
         tokens = [j.tokens for j in trained if j.model == model and j.tokens]
         out.append(
             {
                 "model": model,
-                **_row(sums),
+                **_row(sums, part),
                 "gpu_hours": sums["gpu_hours"],
                 "tasks": int(sums["jobs"]),
                 "tokens": sum(tokens) if tokens else None,
@@ -194,36 +332,92 @@ def _cards(jobs: Iterable[JobTotals]) -> list[dict[str, Any]]:
 
 
 def _embodied(data: YearData, model: CarbonModel) -> dict[str, Any]:
-    """SCI's M per node over the hours it has data (reserved whole); jobs' nodes without any, none."""
+    """SCI's M per node over the hours it has data (reserved whole); None when none is configured."""
+    if not model.embodied:
+        return {"configured": False, "total_kg": None, "by_node": {}}
     by_node = {
         node: model.embodied_g(node, cov.hours_with_data * HOUR_SECONDS) / 1000.0
         for node, cov in sorted(data.coverage.items())
     }
     by_node = {n: kg for n, kg in by_node.items() if kg}
-    return {"total_kg": sum(by_node.values()), "by_node": by_node}
+    return {"configured": True, "total_kg": sum(by_node.values()), "by_node": by_node}
 
 
-def _method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any]) -> dict[str, Any]:
-    total = hourly["total"]
-    it = total.get("it_kwh", 0.0)
+def energy_sources(data: YearData) -> list[dict[str, Any]]:
+    """Per ledger source: its kind, how it was obtained, kWh, range and the basis of its accuracy."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def book(source: str, kwh: float, declared: float | None, method: str) -> None:
+        row = rows.setdefault(
+            source,
+            {
+                "source": source,
+                "kind": kind_of(source),
+                "kwh": 0.0,
+                "low_kwh": 0.0,
+                "high_kwh": 0.0,
+                "unquantified_kwh": 0.0,
+                "methods": set(),
+                "bases": set(),
+            },
+        )
+        acc = accuracy_of(source, declared)
+        row["kwh"] += kwh
+        if acc.minus is None or acc.plus is None:
+            row["unquantified_kwh"] += kwh
+            row["low_kwh"] += kwh
+            row["high_kwh"] += kwh
+        else:
+            row["low_kwh"] += kwh * (1 - acc.minus)
+            row["high_kwh"] += kwh * (1 + acc.plus)
+        row["methods"].add(method_of(source, method))
+        row["bases"].add(acc.basis)
+
+    for j in data.jobs.values():
+        for source, kwh in j.energy.by_source.items():
+            book(source, kwh, j.uncertainty_pct, j.method)
+    for source, kwh in data.unattributed.by_source.items():
+        book(source, kwh, None, "")
+    total = sum(r["kwh"] for r in rows.values())
+    out = []
+    for row in sorted(rows.values(), key=lambda r: (KINDS.index(r["kind"]), -r["kwh"], r["source"])):
+        if row["kwh"] <= 0:
+            continue
+        out.append(
+            {
+                **{k: v for k, v in row.items() if k not in ("methods", "bases")},
+                "share": row["kwh"] / total if total else None,
+                "method": "; ".join(sorted(row["methods"])),
+                "accuracy_basis": " ".join(sorted(row["bases"])),
+            }
+        )
+    return out
+
+
+def _method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any], total: Part) -> dict[str, Any]:
     sources = [
-        {**dataclasses.asdict(p), "facility_kwh": kwh}
+        {**dataclasses.asdict(p), "citation": p.cite(), "facility_kwh": kwh}
         for p, kwh in sorted(hourly["sources"].items(), key=lambda pk: -pk[1])
     ]
+    shares = total.energy.shares()
     return {
         "boundary": "IT energy of the nodes' CPU packages, DRAM and GPUs (platform sensors excluded, "
         "they overlap), attributed to jobs per hour, plus the nodes' unattributed energy; facility energy "
         "= IT x PUE; Scope 2 location- and market-based; embodied emissions (SCI's M) apart.",
         "sites": [{"site": s.name, "nodes": [p.pattern for p in s.nodes]} for s in model.sites],
         "sources": sources,
-        # Imported runs were measured (or estimated) by another tool: neither share claims them.
-        "measured_share": (it - total.get("estimated_kwh", 0.0) - data.imported_kwh) / it if it else None,
-        "estimated_share": total.get("estimated_kwh", 0.0) / it if it else None,
+        "energy_sources": energy_sources(data),
+        "kinds_sentence": kinds_sentence(total.energy),
+        "measured_share": shares[MEASURED],
+        "estimated_share": shares[ESTIMATED],
+        "imported_share": shares[IMPORTED],
+        "uncertainty": {"doc": UNCERTAINTY_DOC, "text": UNCERTAINTY_TEXT},
+        "training_figure": CO2_FIGURE_WHY,
         "warnings": list(model.warnings),
     }
 
 
-def _quality(data: YearData, hourly: Mapping[str, Any], it_kwh: float) -> dict[str, Any]:
+def _quality(data: YearData, hourly: Mapping[str, Any], it_kwh: float, energy: Tally) -> dict[str, Any]:
     total = hourly["total"]
     fac = total.get("facility_kwh", 0.0)
     year_hours = hours_in_year(data.year)
@@ -242,10 +436,13 @@ def _quality(data: YearData, hourly: Mapping[str, Any], it_kwh: float) -> dict[s
             }
         )
     fallbacks = sorted({p.location for p in hourly["sources"] if p.fallback})
+    shares = energy.shares()
     return {
-        "estimated_share": total.get("estimated_kwh", 0.0) / it_kwh if it_kwh else None,
+        "measured_share": shares[MEASURED],
+        "estimated_share": shares[ESTIMATED],
+        "imported_share": shares[IMPORTED],
+        "unquantified_share": energy.unquantified / energy.total if energy.total else None,
         "unattributed_share": total.get("unattributed_kwh", 0.0) / it_kwh if it_kwh else None,
-        "imported_share": data.imported_kwh / it_kwh if it_kwh else None,
         "hourly_intensity_share": total.get("hourly_kwh", 0.0) / fac if fac else None,
         "world_average_fallback_share": total.get("fallback_kwh", 0.0) / fac if fac else None,
         "fallback_locations": fallbacks,

@@ -167,6 +167,10 @@ def hourly(
     return {k: v for k, v in out.items() if v}
 
 
+METERS = "meters"
+"""The source of the measured energy read from Prometheus: which meter is not exported per job."""
+
+
 def _window(lo: float, hi: float, now: float) -> tuple[int, int]:
     """Whole hours from the hour of `lo` to the end of the hour of min(hi, now)."""
     start = int(lo // HOUR_SECONDS * HOUR_SECONDS)
@@ -228,12 +232,16 @@ def read_year(
         pid = reader.node_pricing(out, node)
         for hour, joules in sorted(hours.items()):
             if joules > 0:
-                reader.add_job_hour(out, job, pid, hour, joules, joules * shares.get((node, hour), 0.0))
+                est = joules * shares.get((node, hour), 0.0)
+                reader.add_job_hour(out, job, pid, hour, joules, est)
+                _add_sources(reader, out, job, pid, joules, est)
     for key, hours in hourly(client, f"{UNATTRIBUTED}{{{IN_TOTAL}}}", NODE_BY, start, end).items():
         node = node_of(dict(key))
         for hour, joules in sorted(hours.items()):
             if joules > 0:
-                reader.add_unattributed_hour(out, node, hour, joules, joules * shares.get((node, hour), 0.0))
+                est = joules * shares.get((node, hour), 0.0)
+                reader.add_unattributed_hour(out, node, hour, joules, est)
+                _add_sources(reader, out, None, reader.node_pricing(out, node), joules, est)
     for key, hours in node_total.items():
         cov = out.coverage.setdefault(node_of(dict(key)), NodeCoverage())
         cov.hours_with_data += len(hours)
@@ -241,6 +249,16 @@ def read_year(
         cov.last_hour = max(hours) if cov.last_hour is None else max(cov.last_hour, max(hours))
     fold(out)
     return out
+
+
+def _add_sources(
+    reader: YearReader, out: YearData, job: JobTotals | None, pid: str, joules: float, est: float
+) -> None:
+    """Book an hour's joules by kind: jobs have no source label, so the meters are not named."""
+    if est > 0:
+        reader.add_source(out, job, pid, "estimate", est)
+    if joules - est > 0:
+        reader.add_source(out, job, pid, METERS, joules - est)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "UPDATE jobs SET origin = 'csv:bloom', location = 'FRA', pue = 1.0, intensity_g_per_kwh = 57, "
             "tokens = 366000000000 WHERE job_id = 'bloom-176b'"
         )
+        conn.execute(
+            "UPDATE energy SET source = 'import:csv' "
+            "WHERE job = (SELECT id FROM jobs WHERE job_id = 'bloom-176b')"
+        )
     cfg = settings.load(cfg_path)
     model = CarbonModel.from_config(cfg.carbon)
     doc = make_report(cfg, 2024, [a, b], baseline_year=2023)
@@ -197,12 +201,22 @@ def test_training_tasks_and_targets(setup: dict[str, Any]) -> None:
     assert tasks["location_kg_p90"] == pytest.approx(kg[1] + 0.8 * (kg[2] - kg[1]))
     eff = (3.5 + BLOOM_KWH) / (2e6 + 366e9) * 1e6
     assert tasks["kwh_per_million_tokens"] == pytest.approx(eff)
+    pre, ft = tasks["by_phase"]["pretraining"], tasks["by_phase"]["fine-tuning"]
+    assert pre["count"] == 2 and ft["count"] == 1
+    assert pre["location_kg_mean"] == pytest.approx((f["j1_loc"] + f["bloom_loc"]) / 2000)
+    assert ft["location_kg_total"] == pytest.approx(f["j2_loc"] / 1000)
+    assert pre["location_kg_low"] <= pre["location_kg_total"] <= pre["location_kg_high"]
     t = doc["targets"]
     co2 = t["co2_per_training_task"]
+    # The headline is the phase with the most CO2e (pretraining), its mean per task.
+    assert co2["headline_phase"] == "pretraining" and co2["figure"] == "location_kg_mean"
+    assert co2["actual"] == pytest.approx(pre["location_kg_mean"])
     assert co2["baseline"] == pytest.approx(f["j0_loc"] / 1000)
     assert co2["target"] == pytest.approx(f["j0_loc"] / 1000 * 0.871)
     assert co2["path"][5]["target"] == pytest.approx(f["j0_loc"] / 1000 * 0.871**5)
-    assert co2["on_track"] is (kg[1] <= f["j0_loc"] / 1000 * 0.871)
+    assert co2["by_phase"]["pretraining"]["on_track"] is False
+    assert co2["by_phase"]["fine-tuning"]["baseline"] is None  # no fine-tuning in 2023
+    assert co2["on_track"] is False
     base_cfe = 100 * f["g_fra"]
     cfe = t["cfe"]
     assert cfe["baseline"] == pytest.approx(base_cfe)
@@ -228,6 +242,16 @@ def test_data_quality(setup: dict[str, Any]) -> None:
     assert nodes["gpu-b"]["hours_without_data"] == 8784 - 1
     assert q["fallback_locations"] == []
     assert doc["method"]["measured_share"] == pytest.approx(1 - (2.0 + BLOOM_KWH) / it)
+    assert q["measured_share"] == doc["method"]["measured_share"]
+    assert doc["energy"]["provenance"]["kwh_by_source"] == pytest.approx(
+        {"estimate": 2.0, "import:csv": BLOOM_KWH, "nvml": 4.0, "rapl": 0.6}
+    )
+    # BLOOM's energy has no stated accuracy: inside both ends of the range at its value.
+    assert doc["energy"]["unquantified_kwh"] == pytest.approx(BLOOM_KWH)
+    low = BLOOM_KWH + 4.6 * 0.95 + 2.0 * 0.4
+    assert doc["energy"]["it_kwh_low"] == pytest.approx(low)
+    sites = {r["site"]: r for r in doc["by_site"]}
+    assert sites["paris"]["gpu_hours"] == pytest.approx(2.0) and sites["FRA"]["gpu_hours"] == BLOOM_HOURS
 
 
 def test_markdown_html_and_anonymized_users(setup: dict[str, Any], tmp_path: Path) -> None:
@@ -250,7 +274,14 @@ def test_markdown_html_and_anonymized_users(setup: dict[str, Any], tmp_path: Pat
     )
     assert code == 0
     md = (out / "report.md").read_text()
-    sections = ["Summary", "Method", "Energy", "Emissions", "CO2 per training task and targets"]
+    sections = [
+        "Summary",
+        "Method",
+        "Energy",
+        "Emissions",
+        "Year over year",
+        "CO2 per training task and targets",
+    ]
     sections += ["Top jobs and models", "Energy Cards", "Appendix: data quality"]
     assert re.findall(r"^## (.+)$", md, re.M) == sections
     for png in re.findall(r"\]\(([^)]+\.png)\)", md):
@@ -273,9 +304,9 @@ def test_bad_input_is_one_line(
     assert (
         main(["report", "--year", "2024", "--ledger", str(tmp_path / "none.db"), "--out", str(tmp_path)]) == 1
     )
-    assert main(["report", "--year", "2024", "--format", "pdf", "--ledger", str(tmp_path)]) == 2
+    assert main(["report", "--year", "2024", "--format", "docx", "--ledger", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "no ledger at" in err[0] and "pdf" in err[1]
+    assert len(err) == 2 and "no ledger at" in err[0] and "docx" in err[1]
 
 
 @pytest.mark.skipif(
