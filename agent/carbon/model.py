@@ -211,6 +211,11 @@ class CarbonModel:
         """`it_kwh` used by `node` in the hour starting at `hour_start` (UTC epoch seconds)."""
         return hour_emissions(self.site_for(node), hour_start, it_kwh)
 
+    def embodied_covers(self, node: str) -> bool:
+        """Whether a `carbon.embodied` item covers `node` (else its embodied CO2e is not configured,
+        which is not the same as zero)."""
+        return any(p.fullmatch(node) for i in self.embodied for p in i.nodes)
+
     def embodied_g(self, node: str, seconds: float, share: float = 1.0) -> float:
         """Embodied grams of `node`'s hardware items for `seconds` of reservation at `share` of the node."""
         return sum(

@@ -388,11 +388,12 @@ def carbon_detail(c: JobCarbon) -> str:
     e = c.emissions
     provenance = c.job.provenance()
     low, high = provenance.scaled(e.location_g) if provenance.quantified else (None, None)
+    embodied = f"embodied {mass_text(c.embodied_g)}" if c.embodied_configured else "embodied: not configured"
     fields = [
         ("co2e", f"location-based {range_text(e.location_g, low, high, MASS_UNITS)}, "
                  f"market-based {mass_text(e.market_g)}"),
         ("facility", f"{energy_text(e.facility_kwh)} (PUE {e.pue:.2f}), CFE {share_text(e.cfe_pct / 100)}"),
         ("intensity", f"{sig(e.intensity_g_per_kwh)} gCO2e/kWh from {c.intensity_source}"),
-        ("sci", f"{mass_text(c.sci_g_per_run)} CO2e per run (embodied {mass_text(c.embodied_g)})"),
+        ("sci", f"{mass_text(c.sci_g_per_run)} CO2e per run, location-based ({embodied})"),
     ]  # fmt: skip
     return "".join(f"{k:<11}{escape(v)}\n" for k, v in fields)

@@ -39,6 +39,9 @@ class JobCarbon:
     embodied_g: float
     embodied_share: float
     """The job's share of its node used for M: GPUs used / GPUs on the node if known, else 1."""
+    embodied_configured: bool = True
+    """Whether a `carbon.embodied` item covers the job's node; if not, `embodied_g` is 0 but means
+    not configured, and outputs say so."""
 
     @property
     def sci_g_per_run(self) -> float:
@@ -70,7 +73,8 @@ class JobCarbon:
                 "intensity_g_per_kwh": e.intensity_g_per_kwh,
                 "cfe_pct": e.cfe_pct,
                 "hourly_coverage": e.hourly_coverage,
-                "embodied_g": self.embodied_g,
+                "embodied_g": self.embodied_g if self.embodied_configured else None,
+                "embodied_configured": self.embodied_configured,
                 "embodied_share": self.embodied_share,
                 "measured_share": self.measured_share,
                 "provenance": [asdict(p) for p in e.provenance],
@@ -92,7 +96,8 @@ def job_carbon(
     )
     share = node_share(job, gpus_on_node)
     embodied = model.embodied_g(job.node, job.duration_seconds, share)
-    return JobCarbon(job, site.name, site.annual.provenance.location, emissions, embodied, share)
+    covered = model.embodied_covers(job.node)
+    return JobCarbon(job, site.name, site.annual.provenance.location, emissions, embodied, share, covered)
 
 
 def it_kwh(energy_j: Mapping[tuple[str, str], float]) -> float:

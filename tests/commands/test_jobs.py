@@ -330,6 +330,7 @@ def test_a_large_job_reads_in_mwh_and_tonnes_with_its_range_kinds_and_hardware(
     co2e = fields["co2e"]
     assert co2e.startswith("location-based ") and " t (" in co2e and "market-based " in co2e, co2e
     assert "e+" not in out and "000000" not in out  # no exponents, no six-decimal kWh
+    assert fields["sci"].endswith("location-based (embodied: not configured)"), fields["sci"]  # not "0 g"
     assert main(["jobs", "--ledger", str(ledger)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[7] == "MWh" and table[1].split()[8:12] == ["50.4", "6.05", "0", "44.4"]
@@ -340,3 +341,11 @@ def test_a_large_job_reads_in_mwh_and_tonnes_with_its_range_kinds_and_hardware(
     assert record["energy_kwh_range"] == {"value": pytest.approx(kwh), "low": pytest.approx(low),
                                           "high": pytest.approx(high)}  # fmt: skip
     assert record["hardware"]["gpu_count"] == 8 and record["other_runs"] == []
+    assert record["carbon"]["embodied_g"] is None and record["carbon"]["embodied_configured"] is False
+    config.write_text(
+        f"ledger: {{path: {ledger}}}\ncarbon:\n  location: FRA\n"
+        "  embodied: [{name: server, total_kg: 2500, lifetime_years: 5}]\n"
+    )
+    code, out, _ = cli(capsys, "job", "4242", "--config", str(config), "--json")
+    job = json.loads(out)  # one hour of the whole node: 2.5 t over 5 years of 8,760 h
+    assert job["carbon"]["embodied_g"] == pytest.approx(2500e3 * job["duration_seconds"] / 3600 / (5 * 8760))

@@ -41,6 +41,6 @@ def run(
             "--phase, --year, --since and --until choose among a model's runs; not with --job"
         )
     runs = priced_runs(paths, subject, chosen, model, data)
-    fields = card_fields(subject, runs, chosen, embodied_covers(model, runs), data)
+    fields = card_fields(subject, runs, chosen, embodied_covers(runs), data)
     out.write(json.dumps(fields, indent=2) + "\n" if fmt == "json" else markdown(fields))
     return EXIT_OK

@@ -147,6 +147,6 @@ def priced_runs(
             reader.close()
 
 
-def embodied_covers(model: CarbonModel, runs: Sequence[JobCarbon]) -> bool:
+def embodied_covers(runs: Sequence[JobCarbon]) -> bool:
     """Whether any `carbon.embodied` item covers a node the runs used."""
-    return any(p.fullmatch(r.job.node) for item in model.embodied for p in item.nodes for r in runs)
+    return any(r.embodied_configured for r in runs)
