@@ -20,6 +20,7 @@ from typing import Any
 from agent.carbon.data import CodecarbonData, LocationIntensity, Provenance
 from agent.carbon.model import CarbonModel, Emissions, Site, hour_emissions, total
 from agent.config.carbon import MONTHS
+from agent.ledger.provenance import MEASURED
 from agent.ledger.read import JobHours, JobSummary
 from agent.units import JOULES_PER_KWH
 from collectors.base import NOT_IN_TOTAL
@@ -50,8 +51,9 @@ class JobCarbon:
 
     @property
     def measured_share(self) -> float:
-        """Share (0 to 1) of the job's energy read from meters rather than estimated."""
-        return 1.0 - self.job.estimated_share if self.job.total_j > 0 else 0.0
+        """Share (0 to 1) of the job's energy that the agent read from meters: neither estimated nor
+        imported from another tool (agent.ledger.provenance)."""
+        return self.job.provenance().shares()[MEASURED] or 0.0
 
     @property
     def intensity_source(self) -> str:

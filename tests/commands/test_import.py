@@ -359,6 +359,9 @@ def test_codecarbons_own_emissions_csv_keeps_its_kwh_and_kg(tmp_path: Path) -> N
     pue = float(written.get("pue") or 1.0)
     assert record["energy_kwh"] * pue == pytest.approx(float(written["energy_consumed"]), rel=1e-6)
     assert record["co2e_grams"]["location"] / 1000 == pytest.approx(float(written["emissions"]), rel=0.01)
+    # Another tool's figure: imported, and never counted as measured here.
+    assert record["carbon"]["measured_share"] == 0.0
+    assert record["provenance"]["shares"] == {"measured": 0.0, "estimated": 0.0, "imported": 1.0}
 
 
 def test_annotate_an_imported_run(tmp_path: Path) -> None:
