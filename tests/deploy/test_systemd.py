@@ -220,3 +220,13 @@ def test_the_carbon_example_parses_and_resolves_when_uncommented(tmp_path: Path)
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["carbon"]["warnings"] == []
+
+
+def test_the_report_example_parses_when_uncommented(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    text = uncomment_block(CONFIG.read_text(encoding="utf-8"), "carbon:")
+    path.write_text(uncomment_block(text, "report:"), encoding="utf-8")
+    report = settings.load(path).report
+    assert report.organisation == "Example Institute for AI Research"
+    assert report.contact.email == "sustainability@example.org"
+    assert report.reporting_boundary.sites == ("main",)
