@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agent.carbon.data import CodecarbonData, LocationIntensity, Provenance
+from agent.carbon.data import CodecarbonData, LocationIntensity, Provenance, place_name
 from agent.carbon.model import CarbonModel, Site, hour_emissions
 from agent.ledger import aggregates
 from agent.ledger.provenance import Tally
@@ -168,6 +168,7 @@ class YearReader:
         self.model = model
         self._data = data
         self._resolved: dict[str, LocationIntensity | None] = {}
+        self._places: dict[str, str] = {}
         self._interned: dict[Provenance, Provenance] = {}
 
     def read(self, year: int, paths: Sequence[Path], progress: Progress | None = None) -> YearData:
@@ -312,7 +313,7 @@ class YearReader:
             return self.node_pricing(out, node)
         base = self.model.site_for(node)
         site = base if pue is None else replace(base, pue=(pue,) * 12)
-        label = location or base.name
+        label = self._place(location) if location else base.name  # France, not FRA
         if intensity is not None:
             note = "the run's own intensity_g_per_kwh"
             prov = Provenance("job record", "", "annual", location or base.name, note=note)
@@ -325,6 +326,11 @@ class YearReader:
         pid = f"job:{index}:{rid}"
         out.pricing[pid] = Pricing(site, label, node)
         return pid
+
+    def _place(self, location: str) -> str:
+        if location not in self._places:
+            self._places[location] = place_name(location, self._data)
+        return self._places[location]
 
     def _resolve(self, location: str) -> LocationIntensity:
         if location not in self._resolved:

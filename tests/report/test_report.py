@@ -155,7 +155,7 @@ def test_energy_and_emissions_are_energy_weighted_sums(setup: dict[str, Any]) ->
 
 
 def test_bloom_reproduces_the_published_figure(setup: dict[str, Any]) -> None:
-    site = {r["site"]: r for r in setup["doc"]["by_site"]}["FRA"]
+    site = {r["site"]: r for r in setup["doc"]["by_site"]}["France"]
     assert site["location_kg"] == pytest.approx(24_692.172, rel=1e-9)  # 24.7 t
     assert round(site["location_kg"] / 1000, 1) == 24.7
     top = setup["doc"]["jobs"]["top"][0]
@@ -251,7 +251,7 @@ def test_data_quality(setup: dict[str, Any]) -> None:
     low = BLOOM_KWH + 4.6 * 0.95 + 2.0 * 0.4
     assert doc["energy"]["it_kwh_low"] == pytest.approx(low)
     sites = {r["site"]: r for r in doc["by_site"]}
-    assert sites["paris"]["gpu_hours"] == pytest.approx(2.0) and sites["FRA"]["gpu_hours"] == BLOOM_HOURS
+    assert sites["paris"]["gpu_hours"] == pytest.approx(2.0) and sites["France"]["gpu_hours"] == BLOOM_HOURS
 
 
 def test_markdown_html_and_anonymized_users(setup: dict[str, Any], tmp_path: Path) -> None:
