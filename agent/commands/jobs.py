@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TextIO
 
 from agent.carbon.model import CarbonModel
+from agent.commands.dates import parse_when
 from agent.commands.failures import EXIT_OK
 from agent.commands.text import escape
-from agent.config.checks import ArgumentError
 from agent.ledger.job_carbon import JobCarbon, job_carbon
 from agent.ledger.provenance import (
     ESTIMATED,
@@ -80,19 +80,8 @@ MIN_NAME_WIDTH = 10
 
 
 def parse_since(text: str) -> float:
-    """YYYY-MM-DD or an ISO 8601 date-time (UTC unless it says otherwise) as epoch seconds."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read Z
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ArgumentError(
-            f"--since {text!r} is not a date; use YYYY-MM-DD or a time such as 2024-05-01T13:00Z (UTC)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
+    """--since: YYYY-MM-DD or an ISO 8601 date-time (UTC unless it says otherwise) as epoch seconds."""
+    return parse_when("--since", text)
 
 
 def _char_width(ch: str) -> int:

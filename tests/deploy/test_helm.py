@@ -24,6 +24,7 @@ import yaml
 
 from agent.carbon.model import CarbonModel
 from agent.config import settings as agent_config
+from tests.support.examples import uncomment_block
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "greenai-agent"
@@ -374,23 +375,10 @@ def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
     assert complaint in result.stdout + result.stderr
 
 
-def _uncomment_block(text: str, head: str) -> str:
-    """`text` with the commented block that starts at the line `# {head}` uncommented (one `# ` off
-    that line and the commented lines indented under it; comments inside the block stay)."""
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.strip() == f"# {head}")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    end = start + 1
-    while end < len(lines) and lines[end].startswith(" " * indent + "#   "):
-        end += 1
-    block = [line[:indent] + line[indent + 2 :] for line in lines[start:end]]
-    return "".join(lines[:start] + block + lines[end:])
-
-
 @needs_helm
 def test_the_carbon_example_in_the_values_renders_and_resolves_when_uncommented(tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
-    text = _uncomment_block((CHART / "values.yaml").read_text(encoding="utf-8"), "carbon:")
+    text = uncomment_block((CHART / "values.yaml").read_text(encoding="utf-8"), "carbon:")
     values.write_text(text, encoding="utf-8")
     assert yaml.safe_load(text)["config"]["carbon"]["sites"]["main"]["location"] == "FR"
     helm("lint", "--strict", str(CHART), "-f", str(values))

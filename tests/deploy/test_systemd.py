@@ -22,6 +22,7 @@ import pytest
 from agent.carbon.data import place_name
 from agent.carbon.model import CarbonModel
 from agent.config import settings
+from tests.support.examples import uncomment_block
 from tests.support.nvml import FakeGpu, write_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,19 +185,6 @@ def test_agent_and_nvml_work_without_writable_executable_memory(fake_nvml_lib: P
     assert result.returncode == 0, result.stderr
     nvml = next(c for c in json.loads(result.stdout)["collectors"] if c["name"] == "nvml")
     assert nvml["active"], nvml
-
-
-def uncomment_block(text: str, head: str) -> str:
-    """`text` with the commented block that starts at the line `# {head}` uncommented: that line and
-    the commented lines indented under it lose one `# `; comments inside the block stay comments."""
-    lines = text.splitlines(keepends=True)
-    start = next(i for i, line in enumerate(lines) if line.strip() == f"# {head}")
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    end = start + 1
-    while end < len(lines) and lines[end].startswith(" " * indent + "#   "):
-        end += 1
-    block = [line[:indent] + line[indent + 2 :] for line in lines[start:end]]
-    return "".join(lines[:start] + block + lines[end:])
 
 
 def test_the_carbon_example_parses_and_resolves_when_uncommented(tmp_path: Path) -> None:

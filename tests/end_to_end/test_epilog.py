@@ -7,14 +7,12 @@ cluster) created for those `--output` values.
 
 from __future__ import annotations
 
-import http.server
 import importlib.util
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
@@ -26,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent import units
+from tests.support.job_api import serve_job
 from tests.support.processes import AgentProcess, http_get, wait_for
 from tests.support.slurm_cluster import EPILOG, SlurmCluster, missing_binaries
 
@@ -210,24 +209,9 @@ def test_an_older_agents_list_of_sources() -> None:
 
 @pytest.fixture
 def job_api() -> Iterator[str]:
-    """An HTTP server on 127.0.0.1 answering /api/v1/jobs/slurm:<id> with JOB (and CO2e)."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = json.dumps({**JOB, "co2e_grams": {"location": 1.5, "market": 0.9}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    """The agent's API stand-in answering with JOB and CO2e."""
+    with serve_job({**JOB, "co2e_grams": {"location": 1.5, "market": 0.9}}) as (url, _):
+        yield url
 
 
 def _fake_scontrol(bin_dir: Path, record: str | None) -> None:

@@ -7,12 +7,10 @@ timeout behaviour of SlurmMetadata is tested with a small fake `scontrol` script
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from agent.units import joules_text
 from collectors.base import Status
 from collectors.jobs.slurm import MAX_NAME_CHARS, SlurmJob, SlurmMetadata, parse_json, parse_text
 from collectors.workloads import JobInfo
+from tests.support.job_api import serve_job
 from tests.support.processes import REPO, AgentProcess, free_port, http_get, run_greenai, wait_for
 from tests.support.slurm_cluster import CGROUP_ROOT, SlurmCluster, cgroup_v2_only, missing_binaries
 
@@ -376,30 +375,9 @@ JOB_JSON = {
 
 @pytest.fixture
 def job_api() -> Iterator[tuple[str, list[str]]]:
-    """A tiny HTTP server on 127.0.0.1 serving JOB_JSON for /api/v1/jobs/slurm:<id>; records paths."""
-    paths: list[str] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            paths.append(self.path)
-            if not self.path.startswith("/api/v1/jobs/slurm:"):
-                self.send_error(404)
-                return
-            body = json.dumps({**JOB_JSON, "job_id": self.path.rsplit("/", 1)[1]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", paths
-    server.shutdown()
-    server.server_close()
+    """The agent's API stand-in serving JOB_JSON; yields its URL and the paths asked."""
+    with serve_job(JOB_JSON) as served:
+        yield served
 
 
 def _run_epilog(

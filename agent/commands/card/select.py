@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from agent.carbon.data import CodecarbonData
 from agent.carbon.model import CarbonModel
+from agent.commands.dates import parse_when
 from agent.config.checks import ArgumentError
 from agent.ledger.job_carbon import JobCarbon, job_carbon
 from agent.ledger.read import JobSummary, LedgerReader, find_job, iso
@@ -91,25 +92,6 @@ def selection(
             f"no time is both at or after {iso(low)} and before {iso(high)}; check --year, --since, --until"
         )
     return Selection(tuple(dict.fromkeys(phases or ())), low, high, year)
-
-
-def parse_when(flag: str, text: str, end_of_day: bool = False) -> float:
-    """YYYY-MM-DD or an ISO 8601 date-time (UTC unless it says otherwise) as epoch seconds; a bare date
-    is its start, or with `end_of_day` the start of the next day."""
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"  # Python 3.10's fromisoformat does not read Z
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise ArgumentError(
-            f"{flag} {text!r} is not a date; use YYYY-MM-DD or a time such as 2024-05-01T13:00Z (UTC)"
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if end_of_day and len(value) == len("2024-05-01"):
-        when += timedelta(days=1)
-    return when.timestamp()
 
 
 def year_start(year: int) -> float:
