@@ -41,7 +41,8 @@ from agent.ledger.provenance import (
     Tally,
     kind_of,
 )
-from agent.ledger.read import JobSummary, find_job, iso, open_readonly
+from agent.ledger.read import open_readonly
+from agent.ledger.summary import JobSummary, find_job, iso
 from agent.report import prometheus
 from agent.units import (
     DAY_SECONDS,

@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 
 from agent.ledger.files import open_for_writing
-from agent.ledger.read import Filter, JobSummary, find_job, query_jobs
+from agent.ledger.read import Filter, query_jobs
 from agent.ledger.schema import ADD_USEFUL, READERS_HINT, LedgerError, LedgerMissing
+from agent.ledger.summary import JobSummary, find_job
 
 
 def annotate_file(

@@ -21,7 +21,8 @@ from agent.carbon.data import CodecarbonData, LocationIntensity, Provenance
 from agent.carbon.model import CarbonModel, Emissions, Site, hour_emissions, total
 from agent.config.carbon import MONTHS
 from agent.ledger.provenance import MEASURED
-from agent.ledger.read import JobHours, JobSummary
+from agent.ledger.read import JobHours
+from agent.ledger.summary import JobSummary
 from agent.units import JOULES_PER_KWH
 from collectors.base import NOT_IN_TOTAL
 

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from agent.ledger.files import open_for_writing, storable
 from agent.ledger.pending import JobState, Pending, add_counts, new_run
-from agent.ledger.read import Filter, JobHours, JobSummary, find_job, query_job_hours, query_jobs
+from agent.ledger.read import Filter, JobHours, query_job_hours, query_jobs
 from agent.ledger.schema import ADD_USEFUL, error_reason
+from agent.ledger.summary import JobSummary, find_job
 from agent.units import hour_of
 from collectors.workloads import JobInfo, JobKey
 

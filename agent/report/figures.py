@@ -28,7 +28,7 @@ from agent.ledger.provenance import (
     kinds_sentence,
     method_of,
 )
-from agent.ledger.read import iso
+from agent.ledger.summary import iso
 from agent.report.data import JobTotals, YearData, hours_in_year
 from agent.report.targets import CO2_FIGURE_WHY, TRAINING_PHASES, targets, task_figures
 from agent.units import HOUR_SECONDS

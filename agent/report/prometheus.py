@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.ledger.read import JobSummary
+from agent.ledger.summary import JobSummary
 from agent.report.data import JobTotals, NodeCoverage, YearData, YearReader, fold, year_bounds
 from agent.units import HOUR_SECONDS
 from collectors.workloads import JobInfo

@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import main
 from agent.commands import jobs as jobs_command
-from agent.ledger.read import JobSummary
+from agent.ledger.summary import JobSummary
 from agent.ledger.writer import Ledger
 from collectors.workloads import JobInfo, JobKey
 from tests.support.privileges import unprivileged

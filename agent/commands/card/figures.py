@@ -27,7 +27,7 @@ from agent.ledger.provenance import (
     kinds_sentence,
     method_of,
 )
-from agent.ledger.read import JobSummary, iso
+from agent.ledger.summary import JobSummary, iso
 from agent.units import (
     DAY_SECONDS,
     ENERGY_UNITS,

@@ -13,8 +13,9 @@ from agent.carbon.model import CarbonModel
 from agent.commands.dates import parse_when
 from agent.config.checks import ArgumentError
 from agent.ledger.job_carbon import JobCarbon, job_carbon
-from agent.ledger.read import JobSummary, LedgerReader, find_job, iso
+from agent.ledger.read import LedgerReader
 from agent.ledger.schema import JobNotFound
+from agent.ledger.summary import JobSummary, find_job, iso
 
 FIRST_YEAR, LAST_YEAR = 1970, 9998
 
