@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from agent.carbon.data import CarbonDataError, Provenance
+from agent.carbon.data import Provenance
+from agent.carbon.datafiles import CarbonDataError
 from agent.units import HOUR_SECONDS
 
 _EM_INTENSITY = re.compile(r"carbon intensity (\S+) \((.+)\)")

@@ -13,7 +13,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from agent.carbon.data import CarbonDataError, CodecarbonData, UnknownLocation
+from agent.carbon.data import CodecarbonData, UnknownLocation
+from agent.carbon.datafiles import CarbonDataError
 from agent.carbon.model import CarbonModel, Site, build_site, location_key, site_configs
 from agent.config.settings import Config
 from agent.live.sources import Source, probe_sources

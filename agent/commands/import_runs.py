@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agent.commands.failures import EXIT_OK
 from agent.config.checks import ArgumentError
-from agent.ledger.import_files import parse_codecarbon_csv, parse_runs_csv
+from agent.ledger.import_codecarbon import parse_codecarbon_csv
+from agent.ledger.import_csv import parse_runs_csv
 from agent.ledger.imports import store_runs
 
 PARSERS = {"csv": parse_runs_csv, "codecarbon": parse_codecarbon_csv}

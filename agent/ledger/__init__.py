@@ -4,8 +4,9 @@
 balance, a read-only reader), `summary` (a job's record and how a user names one), `aggregates`
 (what reports stream), `provenance` (each figure's kind: measured, estimated, imported; accuracy and
 ranges), `schema` (format, migrations, errors), `files` (opening for writing), `pending`,
-`annotate`, `imports` (storing imported runs) and `import_files` (parsing them), `job_carbon` (a
-job's CO2e, priced hour by hour).
+`annotate`, `imports` (storing imported runs), `import_files` (what parsing them shares: records,
+errors, reading rows and cells), `import_csv` and `import_codecarbon` (the two formats), `job_carbon`
+(a job's CO2e, priced hour by hour).
 
 Imports: agent.carbon, agent.config, agent.units, collectors level 1 and job paths. The live
 path writes here only through its sink protocol (agent.live.accounting.LedgerSink).

@@ -8,16 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.carbon.data import (
-    AWS_REGIONS,
-    AZURE_REGIONS,
-    G_PER_KWH_PER_LB_PER_MWH,
-    CodecarbonData,
-    UnknownLocation,
-    codecarbon_data_dir,
-    place_name,
-)
+from agent.carbon.data import G_PER_KWH_PER_LB_PER_MWH, CodecarbonData, UnknownLocation, place_name
+from agent.carbon.datafiles import codecarbon_data_dir
 from agent.carbon.model import CarbonModel, Emissions, Site, embodied_g, hour_emissions, total
+from agent.carbon.places import AWS_REGIONS, AZURE_REGIONS
 from agent.carbon.series import IntensityCsvError, read_series
 from agent.cli import main
 from agent.config.carbon import CarbonConfig, SiteConfig

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger.import_files import ImportedRun, ImportFileError, parse_codecarbon_csv, parse_runs_csv
+from agent.ledger.import_codecarbon import parse_codecarbon_csv
+from agent.ledger.import_csv import parse_runs_csv
+from agent.ledger.import_files import ImportedRun, ImportFileError
 from collectors.workloads import JobKey
 from tests.support.codecarbon_run import tracked_run
 

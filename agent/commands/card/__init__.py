@@ -1,8 +1,10 @@
 """`greenai card`: an Energy Card for a model (its runs, filtered by phase and time) or one job.
 
-`select` finds and prices the runs; `figures` makes every figure (the JSON form) and the energy
-impact statement; `markdown` writes the Markdown card, whose YAML front matter is Hugging Face's
-`co2_eq_emissions` block. Layout and field meanings: docs/cards.md.
+`select` finds and prices the runs; `totals` sums them (energy, CO2e, ranges, kinds, time, places);
+`standards` makes Hugging Face's `co2_eq_emissions` block and the EU AI Act Annex XI figures;
+`figures` makes every figure (the JSON form) and the energy impact statement; `markdown` writes the
+Markdown card, whose YAML front matter is the `co2_eq_emissions` block. Layout and field meanings:
+docs/cards.md.
 """
 
 from __future__ import annotations

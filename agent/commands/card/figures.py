@@ -1,5 +1,6 @@
 """Every figure of an Energy Card (its JSON form), and the energy impact statement made from them.
 
+The sums over runs come from `totals`, the Hugging Face and Annex XI blocks from `standards`.
 Totals carry their range (each run's part scaled by its own energy's range, docs/uncertainty.md)
 and the kinds they are made of; text about the kinds is generated from them, so imported or
 estimated energy is never called measured.
@@ -13,39 +14,26 @@ from typing import Any
 
 from agent import __version__
 from agent.carbon.data import CodecarbonData, place_name
-from agent.carbon.model import Emissions, total
 from agent.commands.card.select import Selection, Subject
+from agent.commands.card.standards import NOT_RECORDED, annex_xi, gpu_text, hardware, hf_block
+from agent.commands.card.totals import (
+    TRAINING_TYPES,
+    bounds,
+    gpu_hours,
+    kinds_words,
+    locations,
+    phase_words,
+    phases_of,
+    span_seconds,
+    summed,
+    tally,
+)
 from agent.ledger.job_carbon import JobCarbon, describe
-from agent.ledger.provenance import (
-    ESTIMATED,
-    IMPORT_PREFIX,
-    IMPORTED,
-    KINDS,
-    MEASURED,
-    Tally,
-    kind_of,
-    kinds_sentence,
-    method_of,
-)
+from agent.ledger.provenance import ESTIMATED, IMPORTED, MEASURED, Tally, kinds_sentence
 from agent.ledger.summary import JobSummary, iso
-from agent.units import (
-    DAY_SECONDS,
-    ENERGY_UNITS,
-    HOUR_SECONDS,
-    JOULES_PER_KWH,
-    MASS_UNITS,
-    range_text,
-    share_text,
-    sig,
-)
+from agent.units import DAY_SECONDS, ENERGY_UNITS, HOUR_SECONDS, JOULES_PER_KWH, MASS_UNITS, range_text, sig
 
-TRAINING_TYPES = {"pretraining": "pre-training", "fine-tuning": "fine-tuning"}
-"""Hugging Face's `training_type` for the phases that are training; other phases have none."""
-NO_PHASE = "phase not recorded"
-METER_SHORT = {"nvml": "NVML", "rapl": "RAPL"}
-TOOL_SHORT = {"csv": "a CSV file", "codecarbon": "CodeCarbon"}
 UNCERTAINTY_DOC = "docs/uncertainty.md"
-NOT_RECORDED = "not recorded"
 
 Range = Mapping[str, float | None]
 """{value, low, high}; low and high None when unknown."""
@@ -125,37 +113,6 @@ def card_fields(
     return fields
 
 
-def summed(runs: Iterable[JobCarbon]) -> Emissions:
-    return total(r.emissions for r in runs)
-
-
-def tally(runs: Iterable[JobCarbon]) -> Tally:
-    """The runs' energy by kind and source, with its range."""
-    out = Tally()
-    for r in runs:
-        out.absorb(r.job.provenance())
-    return out
-
-
-def bounds(runs: Iterable[JobCarbon], figure: Callable[[JobCarbon], float]) -> dict[str, float | None]:
-    """{value, low, high} of a figure summed over runs, each run's part scaled by its own energy's range;
-    low and high None when no run has energy of a stated accuracy (a range would claim to know it)."""
-    value = low = high = 0.0
-    known = False
-    for r in runs:
-        part = figure(r)
-        kinds = r.job.provenance()
-        lo, hi = kinds.scaled(part)
-        value += part
-        if lo is None or hi is None:
-            lo = hi = part
-        elif kinds.unquantified < kinds.total:
-            known = True
-        low += lo
-        high += hi
-    return {"value": value, "low": low if known else None, "high": high if known else None}
-
-
 def by_component(jobs: Iterable[JobSummary]) -> dict[str, float]:
     """kWh per component over the jobs, and `total` (without the components inside others)."""
     out: dict[str, float] = {}
@@ -165,58 +122,12 @@ def by_component(jobs: Iterable[JobSummary]) -> dict[str, float]:
     return out
 
 
-def span_seconds(jobs: Sequence[JobSummary]) -> float:
-    """Wall-clock time from the first run's start to the last run's end (or last sighting)."""
-    return max(j.end if j.end is not None else j.last_seen for j in jobs) - min(j.start for j in jobs)
-
-
-def gpu_hours(jobs: Iterable[JobSummary]) -> float:
-    return sum(j.gpu_seconds for j in jobs) / HOUR_SECONDS
-
-
-def phases_of(runs: Iterable[JobCarbon]) -> list[str]:
-    return list(dict.fromkeys(r.job.info.phase or NO_PHASE for r in runs))
-
-
-def phase_words(phases: Iterable[str]) -> str:
-    """Hugging Face's words for training phases (pre-training), the others as recorded."""
-    return ", ".join(TRAINING_TYPES.get(p, p) for p in phases)
-
-
 def subject_fields(subject: Subject, jobs: Sequence[JobSummary]) -> dict[str, Any]:
     """{kind, name, id}: a job card is named by the job's name (its id when it has none)."""
     if subject.kind == "job":
         job = jobs[0]
         return {"kind": "job", "name": job.info.name or job.ref, "id": job.ref}
     return {"kind": subject.kind, "name": subject.name, "id": None}
-
-
-def gpu_text(model: str, count: int | None) -> str:
-    """`8 x NVIDIA H100 80GB HBM3`; "" when nothing of the GPUs is recorded."""
-    if model and count:
-        return f"{count} x {model}"
-    if model:
-        return f"{model} (count not recorded)"
-    return f"{count} x GPU (model not recorded)" if count else ""
-
-
-def hardware(jobs: Sequence[JobSummary]) -> dict[str, Any]:
-    """Hardware type and count: {gpus: [{model, count, runs}], cpus: [model], text}; `text` is the GPUs
-    (with their runs where they differ), else the CPUs, else `not recorded`."""
-    configs: dict[tuple[str, int | None], int] = {}
-    for j in jobs:
-        if j.info.gpu_model or j.info.gpu_count:
-            key = (j.info.gpu_model, j.info.gpu_count)
-            configs[key] = configs.get(key, 0) + 1
-    cpus = list(dict.fromkeys(j.info.cpu_model for j in jobs if j.info.cpu_model))
-    texts = [gpu_text(m, c) for m, c in configs]
-    if len(texts) > 1:
-        texts = [f"{gpu_text(m, c)} ({n} run{'s' if n != 1 else ''})" for (m, c), n in configs.items()]
-    return {
-        "gpus": [{"model": m or None, "count": c, "runs": n} for (m, c), n in configs.items()],
-        "cpus": cpus,
-        "text": ", ".join(texts) or ", ".join(cpus) or NOT_RECORDED,
-    }
 
 
 def useful_work(runs: Sequence[JobCarbon]) -> dict[str, Any]:
@@ -233,28 +144,6 @@ def useful_work(runs: Sequence[JobCarbon]) -> dict[str, Any]:
     }
 
 
-def locations(runs: Sequence[JobCarbon], data: CodecarbonData | None) -> list[dict[str, Any]]:
-    """Per location the runs used: its plain name, facility kWh, location-based CO2e, intensity, source."""
-    by_place: dict[str, list[JobCarbon]] = {}
-    for r in runs:
-        by_place.setdefault(r.location, []).append(r)
-    out = []
-    for code, group in by_place.items():
-        e = summed(group)
-        out.append(
-            {
-                "location": code,
-                "place": place_name(code, data),
-                "runs": len(group),
-                "facility_kwh": e.facility_kwh,
-                "co2e_grams_location": e.location_g,
-                "intensity_g_per_kwh": e.intensity_g_per_kwh,
-                "intensity_source": describe(e.provenance),
-            }
-        )
-    return out
-
-
 def groups(runs: Sequence[JobCarbon], key: Callable[[JobCarbon], Any], name: str) -> list[dict[str, Any]]:
     """Runs, IT kWh and location-based CO2e per value of `key` (a phase, a year), first run first."""
     by_key: dict[Any, list[JobCarbon]] = {}
@@ -264,80 +153,6 @@ def groups(runs: Sequence[JobCarbon], key: Callable[[JobCarbon], Any], name: str
         {name: k, "runs": len(g), "it_kwh": summed(g).it_kwh, "co2e_grams_location": summed(g).location_g}
         for k, g in by_key.items()
     ]
-
-
-def hf_block(runs: Sequence[JobCarbon], training: bool, data: CodecarbonData | None) -> dict[str, Any]:
-    """Hugging Face's `co2_eq_emissions`: grams location-based; `training_type` only for training runs."""
-    block: dict[str, Any] = {
-        "emissions": round(summed(runs).location_g, 3),
-        "source": source_text(tally(runs)),
-    }
-    if training:
-        block["training_type"] = phase_words(phases_of(runs))
-    block["geographical_location"] = ", ".join(p["place"] for p in locations(runs, data))
-    block["hardware_used"] = hardware([r.job for r in runs])["text"]
-    return block
-
-
-def sources_of(t: Tally, kind: str) -> list[str]:
-    return sorted(s for s, kwh in t.by_source.items() if kind_of(s) == kind and kwh > 0)
-
-
-def tools(t: Tally) -> str:
-    """The tools imported energy came from: `a CSV file`, `CodeCarbon`."""
-    names = (s[len(IMPORT_PREFIX) :] for s in sources_of(t, IMPORTED))
-    return ", ".join(sorted({TOOL_SHORT.get(n, n) for n in names}))
-
-
-def source_text(t: Tally) -> str:
-    """`greenai-agent 0.1.0: measured (NVML, RAPL) 92 %, estimated 8 %`, generated from the kinds."""
-    shares = t.shares()
-    how = {
-        MEASURED: f"measured ({', '.join(METER_SHORT.get(s, s) for s in sources_of(t, MEASURED))})",
-        ESTIMATED: "estimated",
-        IMPORTED: f"imported from {tools(t)}",
-    }
-    parts = [f"{how[k]} {share_text(shares[k], 0)}" for k in KINDS if t.by_kind[k] > 0]
-    return f"greenai-agent {__version__}: " + (", ".join(parts) or "no energy recorded")
-
-
-def kinds_words(t: Tally) -> str:
-    """`86.1 % measured (NVML, RAPL), 13.9 % estimated (power model)`: only the kinds there are."""
-    shares = t.shares()
-    how = {
-        MEASURED: f"measured ({', '.join(METER_SHORT.get(s, s) for s in sources_of(t, MEASURED))})",
-        ESTIMATED: "estimated (power model)",
-        IMPORTED: "; ".join(method_of(s, t.methods.get(s, "")) for s in sources_of(t, IMPORTED)),
-    }
-    parts = [f"{share_text(shares[k])} {how[k]}" for k in KINDS if t.by_kind[k] > 0]
-    return ", ".join(parts) or "no energy recorded"
-
-
-def annex_xi(training: Sequence[JobCarbon]) -> dict[str, Any] | None:
-    """The EU AI Act Annex XI training figures; None when no run is training."""
-    if not training:
-        return None
-    jobs = [r.job for r in training]
-    energy = bounds(training, lambda r: r.emissions.it_kwh)
-    return {
-        "runs": len(training),
-        "phases": phases_of(training),
-        "training_energy_mwh": mwh2(energy["value"]),
-        "training_energy_mwh_low": mwh2(energy["low"]),
-        "training_energy_mwh_high": mwh2(energy["high"]),
-        "training_energy_basis": kinds_words(tally(training)),
-        "training_time_wall_clock_days": span_seconds(jobs) / DAY_SECONDS,
-        "training_run_days": sum(j.duration_seconds for j in jobs) / DAY_SECONDS,
-        "training_time_hardware_days": gpu_hours(jobs) / 24,
-        "hardware": hardware(jobs)["text"],
-        "compute_flops": None,
-        "compute": "not reported",
-    }
-
-
-def mwh2(kwh: float | None) -> float | None:
-    """kWh as MWh to 2 significant figures (Annex XI's precision)."""
-    return None if kwh is None else float(f"{kwh / 1000:.2g}")
 
 
 def run_fields(r: JobCarbon, embodied_configured: bool, data: CodecarbonData | None) -> dict[str, Any]:
