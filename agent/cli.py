@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, daemon
+from agent.carbon.datafiles import CarbonDataError
 from agent.carbon.model import CarbonModel
 from agent.commands import annotate, card, dashboards, doctor, failures, import_runs, jobs, report
 from agent.config import settings
@@ -182,6 +183,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "dashboards":
         return _dashboards(args)
     cfg = settings.load(args.config, _overrides(args))
+    try:
+        return _command(args, cfg)
+    except CarbonDataError as e:  # found after loading: an unknown location, a bad intensity CSV
+        raise CarbonDataError(f"{cfg.source}: {e}") from None
+
+
+def _command(args: argparse.Namespace, cfg: settings.Config) -> int:
     if args.command == "agent":
         return _agent(cfg)
     if args.command == "doctor":

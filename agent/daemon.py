@@ -53,7 +53,7 @@ def run(config: Config, stop: threading.Event, clock: Clock = time.monotonic) ->
     try:
         carbon = CarbonModel.from_config(config.carbon)
     except ConfigError as e:
-        raise ConfigError(f"carbon: {e}") from None
+        raise ConfigError(f"{config.source}: {e}") from None
     sources = probe_sources(config, clock)
     for s in sources:
         log.info("collector %s: %s: %s", s.name, s.probe.status.value, s.probe.reason)

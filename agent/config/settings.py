@@ -10,7 +10,7 @@ import os
 import re
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,8 @@ class Config:
     api: ApiConfig = field(default_factory=ApiConfig)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    source: str = "defaults"
+    """The config file read (for errors found after loading, such as an unknown carbon location)."""
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -329,7 +331,8 @@ def load(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Confi
     if path is not None:
         file_values = checks.validate(_read_yaml(path), SCHEMA, str(path))
     flag_values = checks.validate(overrides or {}, SCHEMA, "command line")
-    return _build(_merge(file_values, flag_values))
+    config = _build(_merge(file_values, flag_values))
+    return replace(config, source=str(path)) if path is not None else config
 
 
 def _read_yaml(path: Path) -> Mapping[Any, Any]:

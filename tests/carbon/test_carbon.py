@@ -162,6 +162,9 @@ def test_the_agent_exits_2_with_one_line_on_an_unknown_location(tmp_path: Path) 
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.splitlines()
     assert "'carbon.sites.main.location'" in line and "'Frnace'" in line and "FRA (France)" in line
+    assert line.startswith(f"greenai: {path}: "), line  # the file, then the key, the value, the fix
+    card = run_greenai("card", "--model", "m", "--config", str(path))  # every command that prices CO2e
+    assert card.returncode == 2 and card.stderr.startswith(f"greenai: {path}: key "), card.stderr
 
 
 def test_no_location_is_the_world_average_flagged_with_one_warning() -> None:
