@@ -135,9 +135,13 @@ class EstimateCollector:
         self._last = (now, busy, total)
         counters = []
         if "cpu" in self._components:
-            counters.append(Counter("cpu", "node", "estimate", round(self._cpu_uj)))
+            counters.append(
+                Counter("cpu", "node", "estimate", round(self._cpu_uj), None, self.model.cpu_max_w)
+            )
         if "dram" in self._components:
-            counters.append(Counter("dram", "node", "estimate", round(self._dram_uj)))
+            counters.append(
+                Counter("dram", "node", "estimate", round(self._dram_uj), None, self.model.memory_w)
+            )
         return Reading(tuple(counters))
 
     def close(self) -> None:

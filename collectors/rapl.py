@@ -13,11 +13,16 @@ CPUs use the same `intel-rapl` control type. Only zones that do not overlap are 
 
 `intel-rapl-mmio:*` zones are the same package counters again through another interface and are
 ignored. The `energy_uj` files are opened once in probe() and re-read with pread() on each read().
+
+Each zone's maximum power, which bounds a plausible delta of its counter, is the highest of its
+`constraint_*_max_power_uw` and `constraint_*_power_limit_uw` (the package's TDP and its PL1/PL2 limits,
+whichever the firmware fills in); a zone with none of them is bounded by its component's fallback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import re
 from dataclasses import dataclass
@@ -51,6 +56,17 @@ class _Zone:
 
 
 @dataclass(frozen=True)
+class _Handle:
+    """An open energy_uj and what goes with each of its readings."""
+
+    fd: int
+    component: str
+    device: str
+    wrap_uj: int | None
+    max_power_w: float | None
+
+
+@dataclass(frozen=True)
 class _Counted:
     """A zone whose energy is exported, with the labels of its counter."""
 
@@ -66,7 +82,7 @@ class RaplCollector:
 
     def __init__(self, sysfs: Path) -> None:
         self._root = sysfs / "class" / "powercap"
-        self._handles: list[tuple[int, str, str, int | None]] = []  # (fd, component, device, wrap_uj)
+        self._handles: list[_Handle] = []
 
     def probe(self) -> Probe:
         """Find the RAPL zones, check each counted energy_uj can be read, and keep it open."""
@@ -88,25 +104,27 @@ class RaplCollector:
         """Read every open energy_uj counter; a zone that fails is left out, "read_failed" in errors."""
         counters: list[Counter] = []
         errors: list[str] = []
-        for fd, component, device, wrap_uj in self._handles:
+        down: list[tuple[str, str]] = []
+        for h in self._handles:
             try:
-                energy_uj = int(os.pread(fd, _READ_BYTES, 0))
+                energy_uj = int(os.pread(h.fd, _READ_BYTES, 0))
             except (OSError, ValueError):
                 errors.append("read_failed")
+                down.append((h.component, h.device))
                 continue
-            counters.append(Counter(component, device, SOURCE, energy_uj, wrap_uj))
+            counters.append(Counter(h.component, h.device, SOURCE, energy_uj, h.wrap_uj, h.max_power_w))
         if not counters:
             if not self._handles:
                 raise CollectorError("not_probed", "rapl: no open RAPL zone (probe first)")
             raise CollectorError("read_failed", f"rapl: all {len(self._handles)} energy_uj reads failed")
-        return Reading(tuple(counters), tuple(errors))
+        return Reading(tuple(counters), tuple(errors), tuple(down))
 
     def close(self) -> None:
         """Close the energy_uj files opened by probe()."""
         zones, self._handles = self._handles, []
-        for fd, *_ in zones:
+        for h in zones:
             with contextlib.suppress(OSError):  # already gone; nothing else holds it
-                os.close(fd)
+                os.close(h.fd)
 
     def _discover(self, notes: list[str]) -> list[_Zone]:
         """Zones of one RAPL control type, sorted by index; other types are noted and skipped."""
@@ -159,10 +177,13 @@ class RaplCollector:
                 failed.append(f"{energy_path}: {e.strerror if isinstance(e, OSError) else 'not a number'}")
                 continue
             wrap_uj = _read_max_range(item.zone, notes)
-            self._handles.append((fd, item.component, item.device, wrap_uj))
+            max_power_w = read_max_power_w(item.zone.path)
+            self._handles.append(_Handle(fd, item.component, item.device, wrap_uj, max_power_w))
             details = {"zone": str(item.zone.path), "name": item.zone.name}
             if wrap_uj is not None:
                 details["max_energy_range_uj"] = str(wrap_uj)
+            if max_power_w is not None:
+                details["max_power_w"] = f"{max_power_w:g}"
             devices.append(Device(item.component, item.device, SOURCE, "counter", details))
         notes.extend(f"{failure}: unreadable, zone skipped" for failure in failed)
         if denied:
@@ -245,3 +266,17 @@ def _read_max_range(zone: _Zone, notes: list[str]) -> int | None:
     except (OSError, ValueError):
         notes.append(f"{zone.entry}: max_energy_range_uj unreadable; a counter wrap will count as 0 J")
         return None
+
+
+def read_max_power_w(zone: Path) -> float | None:
+    """The highest `constraint_*_max_power_uw` or `constraint_*_power_limit_uw` of a zone, in watts;
+    None when it has none above zero (many DRAM zones, virtual machines)."""
+    most = 0
+    for name in glob.glob(os.path.join(glob.escape(str(zone)), "constraint_*_*_uw")):
+        if not name.endswith(("_max_power_uw", "_power_limit_uw")):
+            continue
+        try:
+            most = max(most, int(Path(name).read_bytes()))
+        except (OSError, ValueError):
+            continue  # a constraint the firmware does not fill in
+    return most / 1e6 if most > 0 else None

@@ -48,7 +48,8 @@ def node_families(snap: Snapshot, node_name: str, statuses: Mapping[str, Status]
 
     up = GaugeMetricFamily(
         "greenai_collector_up",
-        "1 when the collector's last read succeeded, else 0.",
+        "1 when the collector's last read succeeded (the library answered, even if some of its devices "
+        "did not: see greenai_device_up), else 0.",
         labels=["collector"],
     )
     states = {name: 0.0 for name, status in statuses.items() if status in BROKEN}
@@ -56,6 +57,16 @@ def node_families(snap: Snapshot, node_name: str, statuses: Mapping[str, Status]
     for name, value in sorted(states.items()):
         up.add_metric([name], value)
     yield up
+
+    device_up = GaugeMetricFamily(
+        "greenai_device_up",
+        "1 when the device's last reading was read and plausible; 0 when it failed (a lost GPU, an "
+        "unreadable counter) or was rejected (out of range, more than the device can draw).",
+        labels=["component", "device"],
+    )
+    for (component, device), ok in sorted(snap.devices_up.items()):
+        device_up.add_metric([component, device], 1.0 if ok else 0.0)
+    yield device_up
 
     status = GaugeMetricFamily(
         "greenai_collector_status",
@@ -69,7 +80,9 @@ def node_families(snap: Snapshot, node_name: str, statuses: Mapping[str, Status]
 
     errors = CounterMetricFamily(
         "greenai_collector_errors",
-        "Failed reads per collector and reason (a device lost, not supported, no permission, ...).",
+        "Failed reads per collector and reason (a device lost, not supported, no permission, ...), "
+        "and counter readings not booked: counter_out_of_range (a failed read), counter_reset "
+        "(re-baselined), counter_implausible (more than the device can draw).",
         labels=["collector", "reason"],
     )
     for (name, reason), count in sorted(snap.errors.items()):

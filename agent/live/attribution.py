@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from collectors.base import is_outage
 from collectors.workloads import JobKey
 
 Key = tuple[str, str, str]
@@ -85,8 +86,10 @@ def attribute(interval: Interval, idle_policy: str = "share") -> Attribution:
     jobs: dict[JobKey, dict[Key, float]] = {}
     unattributed: dict[Key, float] = {}
     for key, energy in interval.energy_j.items():
-        component, device, _ = key
-        if component == "cpu":
+        component, device, source = key
+        if is_outage(source):  # counted while the device could not be read: who used it then is unknown
+            shares = []
+        elif component == "cpu":
             shares = _cpu_shares(key, energy, interval, idle_policy)
         elif component == "dram":
             shares = _memory_shares(key, energy, interval)
@@ -150,8 +153,10 @@ def _gpu_shares(key: Key, energy: float, gpu: GpuInterval) -> list[Share]:
         component, device, _ = key
         estimated: Key = (component, device, "estimate")  # the split by SM count is a model, not a reading
         shares: list[Share] = []
-        for sm_share, parties in gpu.instances.values():
-            part = energy * min(1.0, max(0.0, sm_share))
+        sm_shares = [min(1.0, max(0.0, sm_share)) for sm_share, _ in gpu.instances.values()]
+        whole = max(1.0, sum(sm_shares))  # instances that claim more than the GPU are scaled down
+        for sm_share, (_, parties) in zip(sm_shares, gpu.instances.values(), strict=True):
+            part = energy * sm_share / whole
             shares += [(job, estimated, part * f) for job, f in _party_fractions(parties).items()]
         return shares
     return [(job, key, energy * f) for job, f in _party_fractions(gpu.parties).items()]

@@ -43,6 +43,8 @@ class Snapshot:
     interval_s: float = 0.0
     interval_j: Mapping[Key, float] = field(default_factory=dict)
     """Energy per key used during the last interval, the part that this sample added."""
+    devices_up: Mapping[tuple[str, str], bool] = field(default_factory=dict)
+    """Per (component, device): whether its last reading was read and plausible."""
 
     def energy_j(
         self, component: str | None = None, device: str | None = None, source: str | None = None

@@ -4,7 +4,11 @@ Failures are per device and per call: a GPU that is lost or refuses a read is le
 reading (its reason goes into `Reading.errors`) and is re-opened, by index and checked by UUID, no
 more often than every `reprobe_seconds`. The other GPUs keep counting. `read()` raises
 CollectorError only when the library itself fails (driver unloaded, NVML/driver mismatch) or before
-a successful probe; every device failing still returns a Reading, so the collector stays up.
+a successful probe; every device failing still returns a Reading, so the collector stays up, and
+names the failing devices in `Reading.down`, so that each shows on `greenai_device_up`.
+
+Each GPU's maximum power (which bounds a plausible step of its counter) is the top of its power
+limit range (nvmlDeviceGetPowerManagementLimitConstraints), else its enforced limit.
 
 `gpu_usage()` lists the processes on each GPU for attribution, with the same per device, per call
 failure handling; it never raises, and leaves bringing a lost GPU back to `read()`. That part
@@ -153,7 +157,24 @@ class NvmlCollector:
         handle = self._call("nvmlDeviceGetHandleByIndex", index)
         uuid = text(self._call("nvmlDeviceGetUUID", handle))
         name = text(self._call("nvmlDeviceGetName", handle))
-        return Gpu(index=index, uuid=uuid, name=name, method=self._method(handle, None), handle=handle)
+        method = self._method(handle, None)
+        gpu = Gpu(index=index, uuid=uuid, name=name, method=method, handle=handle)
+        gpu.max_power_w = self._max_power_w(handle)
+        return gpu
+
+    def _max_power_w(self, handle: Any) -> float | None:
+        """The most the GPU may draw, in watts; None when NVML knows no power limit for it."""
+        for function in ("nvmlDeviceGetPowerManagementLimitConstraints", "nvmlDeviceGetEnforcedPowerLimit"):
+            try:
+                answer = self._call(function, handle)
+            except NvmlError as e:
+                if e.reason == "gpu_lost" or e.reason in LIBRARY_REASONS:
+                    raise
+                continue
+            limit_mw = int(answer[1] if isinstance(answer, (list, tuple)) else answer)
+            if limit_mw > 0:
+                return limit_mw / 1000
+        return None
 
     def _method(self, handle: Any, current: str | None) -> str:
         """COUNTER when the energy counter answers, else POWER when power does; never POWER -> COUNTER.
@@ -188,11 +209,13 @@ class NvmlCollector:
         now = self._clock()
         counters: list[Counter] = []
         errors: list[str] = []
+        down: list[tuple[str, str]] = []
         for gpu in self._gpus:
             try:
                 if gpu.handle is None:
                     if now < gpu.retry_at:
                         errors.append(gpu.reason)
+                        down.append(("gpu", gpu.device))
                         continue
                     self._reopen(gpu)
                 counters.append(self._read_gpu(gpu, now, errors))
@@ -201,7 +224,8 @@ class NvmlCollector:
                     raise CollectorError(e.reason, f"nvml: {e}") from e
                 self._mark_down(gpu, e, now)
                 errors.append(e.reason)
-        return Reading(tuple(counters), tuple(errors))
+                down.append(("gpu", gpu.device))
+        return Reading(tuple(counters), tuple(errors), tuple(down))
 
     def _read_gpu(self, gpu: Gpu, now: float, errors: list[str]) -> Counter:
         if gpu.method == COUNTER:
@@ -217,14 +241,14 @@ class NvmlCollector:
                 gpu.method = POWER  # energy_uj holds the last counter value: the integral continues from it
             else:
                 gpu.energy_uj = energy_mj * 1000
-                return Counter("gpu", gpu.device, "nvml", energy_mj * 1000)
+                return Counter("gpu", gpu.device, "nvml", energy_mj * 1000, None, gpu.max_power_w)
         power_mw = int(self._call("nvmlDeviceGetPowerUsage", gpu.handle))
         if gpu.last_power is not None:
             then, last_mw = gpu.last_power
             if now > then:
                 gpu.energy_uj += (last_mw + power_mw) / 2 * (now - then) * 1000  # trapezoid; mW*s = mJ
         gpu.last_power = (now, power_mw)
-        return Counter("gpu", gpu.device, "nvml", int(gpu.energy_uj))
+        return Counter("gpu", gpu.device, "nvml", int(gpu.energy_uj), None, gpu.max_power_w)
 
     def _mark_down(self, gpu: Gpu, error: NvmlError, now: float) -> None:
         # Warn when a GPU goes down; a failed retry of a GPU already down is routine.
@@ -245,6 +269,7 @@ class NvmlCollector:
         elif uuid != gpu.uuid:
             raise NvmlError("gpu_changed", f"index {gpu.index} is now {uuid}, was {gpu.uuid}")
         method = self._method(handle, gpu.method)
+        gpu.max_power_w = self._max_power_w(handle)
         if method != gpu.method:
             log.warning("nvml: %s has no energy counter any more; integrating power from now on", gpu.device)
         gpu.method = method

@@ -43,6 +43,8 @@ class Gpu:
     mig_until: float = 0.0
     unsupported: set[str] = field(default_factory=set)
     """Usage functions this GPU answered not_supported or function_not_found: not called again."""
+    max_power_w: float | None = None
+    """The most the board may draw: the top of its power limit range, else its enforced limit."""
 
     @property
     def device(self) -> str:
@@ -50,4 +52,6 @@ class Gpu:
 
     def as_device(self) -> Device:
         details = {"uuid": self.uuid, "name": self.name, "index": str(self.index)}
+        if self.max_power_w is not None:
+            details["max_power_w"] = f"{self.max_power_w:g}"
         return Device(component="gpu", device=self.device, source="nvml", method=self.method, details=details)

@@ -156,6 +156,7 @@ def test_three_gpus_count_exact_joules(run: Callable[[], Drive], state: Path) ->
         "uuid": gpus.gpus[2].line().split("uuid=")[1].split()[0],
         "name": "Tesla K80",
         "index": "2",
+        "max_power_w": "700",
     }
     assert "NVIDIA driver 550.54.15" in probe["notes"]
     assert probe["driver_version"] == "550.54.15"
@@ -222,7 +223,7 @@ def test_counter_reset_rebaselines_without_a_negative_or_a_spike(
     snapshot = drive.advance(1)
     assert energy(snapshot, "gpu0") == 150.0  # counting again, from the new baseline
     assert power(snapshot, "gpu0") == 50.0
-    assert snapshot["errors"] == {}
+    assert snapshot["errors"] == {"nvml/counter_reset": 1}
 
 
 def test_lost_gpu_others_keep_counting_and_it_returns_after_reprobe(
@@ -255,7 +256,7 @@ def test_lost_gpu_others_keep_counting_and_it_returns_after_reprobe(
     assert energy(snapshot, "gpu1") == 100.0
 
     snapshot = drive.advance(7)  # t = 1013: 10 s after they were lost, they are re-probed
-    assert snapshot["errors"] == {"nvml/gpu_lost": 8}
+    assert snapshot["errors"] == {"nvml/gpu_lost": 8, "nvml/counter_reset": 1}
     assert energy(snapshot, "gpu1") == 100.0  # the reset counter is the new baseline: no spike
     assert energy(snapshot, "gpu2") == 150.0  # its power during the gap is unknown: not integrated
     assert energy(snapshot, "gpu0") == 400.0
@@ -283,7 +284,9 @@ def test_lost_gpu_is_retried_no_more_often_than_reprobe_seconds(
     assert snapshot["errors"] == {"nvml/gpu_lost": 3}
     snapshot = drive.advance(1)  # t = 1022: back; its counter kept counting while it could not be read
     assert snapshot["errors"] == {"nvml/gpu_lost": 3}
-    assert energy(snapshot, "gpu0") == 5.0
+    # 5 J over 21 s: this interval's second is booked as usual, the other 20 s as outage energy
+    assert energy(snapshot, "gpu0") == pytest.approx(5.0 / 21, abs=1e-6)
+    assert snapshot["outage"]["gpu0"] == pytest.approx(5.0 * 20 / 21, abs=1e-6)
     assert power(snapshot, "gpu0") == 5.0 / 21  # spread over the whole gap, not a spike
 
 
@@ -674,3 +677,59 @@ def test_usage_with_a_driver_before_the_v3_process_functions(
             assert processes(usage, "gpu1") == [proc(99, 0.0, 12), proc(777, 100.0, 40_000)]
     finally:
         drive.close()
+
+
+def test_a_lost_gpu_is_down_while_the_collector_stays_up_and_its_outage_is_set_apart(
+    run: Callable[[], Drive], state: Path
+) -> None:
+    gpus = Gpus(state, FakeGpu(0, energy_mj=1_000), FakeGpu(1, energy_mj=9_000))
+    drive = run()
+    drive.advance(1)  # t = 1001: baseline
+    gpus.add_energy(0, 100)
+    gpus.add_energy(1, 100)
+    snapshot = drive.advance(1)  # t = 1002
+    assert snapshot["devices_up"] == {"gpu0": True, "gpu1": True}
+
+    gpus.set(1, lost=True)
+    for _ in range(10):  # t = 1003 .. 1012: lost (retried at 1013); its counter keeps counting
+        gpus.add_energy(0, 100)
+        gpus.add_energy(1, 100)
+        snapshot = drive.advance(1)
+        assert snapshot["devices_up"] == {"gpu0": True, "gpu1": False}
+        assert snapshot["collectors_up"] == {"nvml": True}
+        assert "gpu1/nvml" not in snapshot["interval"]
+    assert energy(snapshot, "gpu1") == 100.0
+
+    gpus.set(1, lost=False)
+    gpus.add_energy(0, 100)
+    gpus.add_energy(1, 100)
+    snapshot = drive.advance(1)  # t = 1013: back, 1,100 J since its last reading 11 s ago
+    assert snapshot["devices_up"] == {"gpu0": True, "gpu1": True}
+    # This interval gets its second's share, charged to whoever uses the GPU now; the ten seconds it
+    # was lost are booked under nvml_outage, which no job is charged for; nothing is dropped.
+    assert snapshot["interval"]["gpu1/nvml"] == pytest.approx(100.0)
+    assert snapshot["interval"]["gpu1/nvml_outage"] == pytest.approx(1000.0)
+    assert snapshot["interval"]["gpu0/nvml"] == pytest.approx(100.0)
+    assert energy(snapshot, "gpu1") + snapshot["outage"]["gpu1"] == pytest.approx(1200.0)
+    assert snapshot["errors"] == {"nvml/gpu_lost": 10}
+
+
+def test_power_limit_bounds_the_counter(run: Callable[[], Drive], state: Path) -> None:
+    gpus = Gpus(
+        state, FakeGpu(0, energy_mj=0, limit_mw=300_000), FakeGpu(1, limit_rc=NVML_ERROR_NOT_SUPPORTED)
+    )
+    drive = run()
+    details = [d["details"] for d in drive.probe()["devices"]]
+    assert details[0]["max_power_w"] == "300"
+    assert "max_power_w" not in details[1]  # no power limit: the GPU fallback (2 kW) bounds it
+    drive.advance(1)
+    gpus.add_energy(0, 601)  # one joule more than twice 300 W for 1 s
+    gpus.add_energy(1, 3_999)
+    snapshot = drive.advance(1)
+    assert snapshot["errors"] == {"nvml/counter_implausible": 1}
+    assert snapshot["devices_up"] == {"gpu0": False, "gpu1": True}
+    assert energy(snapshot, "gpu0") == 0.0
+    assert energy(snapshot, "gpu1") == 3_999.0
+    gpus.add_energy(0, 250)
+    snapshot = drive.advance(1)
+    assert energy(snapshot, "gpu0") == 250.0  # counted again from the refused value

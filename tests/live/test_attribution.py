@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.live.attribution import (
     Attribution,
@@ -184,3 +186,145 @@ def test_energy_is_conserved_on_random_intervals(seed: int) -> None:
     )
     for policy in ("share", "node"):
         assert_conserved(interval, attribute(interval, policy))
+
+
+def test_idle_energy_and_cpu_share_scale_with_the_interval_length() -> None:
+    node = NodeInterval(seconds=2.5, cpu_busy_s=10.0, cpus=8, memory_used_bytes=0)
+    jobs = {A: JobInterval(cpu_s=5.0, memory_bytes=0), B: JobInterval(cpu_s=2.5, memory_bytes=0)}
+    interval = Interval(energy_j={CPU: 200.0}, idle_w={CPU: 30.0}, node=node, jobs=jobs)
+    result = attribute(interval, "share")
+    # idle: 30 W x 2.5 s = 75 J; active 125 J by CPU time: A 5/10, B 2.5/10. Idle by the CPUs each
+    # kept busy on average: A 5 s / 2.5 s = 2 of 8 CPUs, B 1 of 8.
+    assert result.jobs[A][CPU] == pytest.approx(125 * 0.5 + 75 * 2 / 8, rel=1e-12)
+    assert result.jobs[B][CPU] == pytest.approx(125 * 0.25 + 75 * 1 / 8, rel=1e-12)
+    assert result.unattributed[CPU] == pytest.approx(125 * 0.25 + 75 * 5 / 8, rel=1e-12)
+    kept = attribute(interval, "node")
+    assert kept.unattributed[CPU] == pytest.approx(75 + 125 * 0.25, rel=1e-12)
+
+
+def test_a_gpu_where_every_party_shows_zero_sm_is_split_by_memory() -> None:
+    gpus = {"gpu0": GpuInterval(parties=(GpuParty(A, 0.0, 3 << 30), GpuParty(B, 0.0, 1 << 30)))}
+    result = attribute(Interval(energy_j={GPU0: 100.0}, node=NODE, jobs={}, gpus=gpus))
+    assert result.jobs[A][GPU0] == pytest.approx(75.0, rel=1e-12)
+    assert result.jobs[B][GPU0] == pytest.approx(25.0, rel=1e-12)
+    assert result.unattributed[GPU0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_energy_counted_during_an_outage_is_charged_to_no_job() -> None:
+    outage = ("gpu", "gpu0", "nvml_outage")
+    gpus = {"gpu0": GpuInterval(parties=(GpuParty(A, 90.0, 1),))}
+    interval = Interval(energy_j={GPU0: 10.0, outage: 90.0}, node=NODE, jobs={}, gpus=gpus)
+    result = attribute(interval)
+    assert result.jobs[A] == {GPU0: 10.0}
+    assert result.unattributed[outage] == 90.0
+    assert_conserved(interval, result)
+
+
+def test_mig_instances_that_claim_more_than_the_gpu_are_scaled_down() -> None:
+    gpus = {
+        "gpu0": GpuInterval(
+            instances={"MIG-a": (0.75, (GpuParty(A, 1.0),)), "MIG-b": (0.75, (GpuParty(B, 1.0),))}
+        )
+    }
+    interval = Interval(energy_j={GPU0: 100.0}, node=NODE, jobs={}, gpus=gpus)
+    result = attribute(interval)
+    estimated = ("gpu", "gpu0", "estimate")
+    assert result.jobs[A][estimated] == pytest.approx(50.0) and result.jobs[B][estimated] == pytest.approx(
+        50.0
+    )
+    assert_conserved(interval, result)
+
+
+# ---- properties --------------------------------------------------------------------------------
+
+PATIENT = settings(deadline=None)
+"""No time limit per example: a busy 2-core machine must not fail a property."""
+JOBS = [JobKey("slurm", str(i)) for i in range(6)]
+KEYS = [
+    CPU,
+    ("cpu", "package-1", "rapl"),
+    DRAM,
+    GPU0,
+    ("gpu", "gpu1", "nvml"),
+    PSYS,
+    ("cpu", "node", "estimate"),
+]
+JOULES = st.floats(0.0, 1e7, allow_nan=False) | st.just(0.0)
+
+
+@st.composite
+def intervals(draw: st.DrawFn) -> Interval:
+    """Any interval: energy per key, idle power, node and job usage, GPU parties whole and under MIG."""
+    job_keys = draw(st.lists(st.sampled_from(JOBS), unique=True, max_size=len(JOBS)))
+    jobs = {
+        key: JobInterval(
+            cpu_s=draw(st.floats(0.0, 1e4)),
+            memory_bytes=draw(st.integers(0, 1 << 40)),
+            cpus_allocated=draw(st.none() | st.floats(0.0, 512.0)),
+        )
+        for key in job_keys
+    }
+    party = st.builds(
+        GpuParty,
+        st.sampled_from([*job_keys, None]),
+        st.none() | st.floats(0.0, 100.0),
+        st.none() | st.integers(0, 1 << 36),
+    )
+    parties = tuple(draw(st.lists(party, max_size=6)))
+    shares = draw(st.lists(st.floats(0.0, 1.0), min_size=1, max_size=3))
+    return Interval(
+        energy_j={key: draw(JOULES) for key in draw(st.lists(st.sampled_from(KEYS), unique=True))},
+        idle_w={key: draw(st.floats(0.0, 1000.0)) for key in KEYS},
+        node=NodeInterval(
+            seconds=draw(st.floats(0.0, 3600.0)),
+            cpu_busy_s=draw(st.floats(0.0, 1e4)),
+            cpus=draw(st.integers(1, 512)),
+            memory_used_bytes=draw(st.integers(0, 1 << 40)),
+        ),
+        jobs=jobs,
+        gpus={
+            "gpu0": GpuInterval(parties=parties),
+            "gpu1": GpuInterval(instances={f"MIG-{i}": (share, parties) for i, share in enumerate(shares)}),
+        },
+    )
+
+
+@PATIENT
+@given(intervals(), st.sampled_from(("share", "node")))
+def test_attribution_conserves_energy_and_is_never_negative(interval: Interval, policy: str) -> None:
+    result = attribute(interval, policy)
+    assert_conserved(interval, result)
+    for key, joules in interval.energy_j.items():  # per key too, not only per component
+        given_out = sum(v for shares in result.jobs.values() for k, v in shares.items() if k[:2] == key[:2])
+        assert given_out <= joules * (1 + 1e-9) + 1e-9
+
+
+@PATIENT
+@given(intervals(), st.randoms(use_true_random=False), st.sampled_from(("share", "node")))
+def test_attribution_does_not_depend_on_the_order_of_jobs_or_parties(
+    interval: Interval, rng: random.Random, policy: str
+) -> None:
+    jobs = list(interval.jobs.items())
+    rng.shuffle(jobs)
+    gpus = {
+        device: GpuInterval(
+            parties=tuple(rng.sample(gpu.parties, len(gpu.parties))),
+            instances={
+                name: (share, tuple(rng.sample(parties, len(parties))))
+                for name, (share, parties) in reversed(list(gpu.instances.items()))
+            },
+        )
+        for device, gpu in interval.gpus.items()
+    }
+    energy = list(interval.energy_j.items())
+    rng.shuffle(energy)
+    shuffled = Interval(dict(energy), interval.node, dict(jobs), interval.idle_w, gpus)
+    one, other = attribute(interval, policy), attribute(shuffled, policy)
+    assert set(one.jobs) == set(other.jobs)
+    for job, shares in one.jobs.items():
+        assert set(shares) == set(other.jobs[job])
+        for key, joules in shares.items():
+            assert other.jobs[job][key] == pytest.approx(joules, rel=1e-9, abs=1e-9)
+    assert set(one.unattributed) == set(other.unattributed)
+    for key, joules in one.unattributed.items():
+        assert other.unattributed[key] == pytest.approx(joules, rel=1e-9, abs=1e-6)

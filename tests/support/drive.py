@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.live.sampler import Sampler
 from agent.live.snapshot import Snapshot
-from collectors.base import Device, Probe
+from collectors.base import Device, Probe, is_outage
 from collectors.nvml.collector import NvmlCollector
 from collectors.workloads import GpuProcess, GpuUsage
 
@@ -59,7 +59,11 @@ def snapshot_json(snapshot: Snapshot, collector: NvmlCollector) -> dict[str, Any
         "energy": {
             row.device: {"energy_j": row.energy_j, "power_w": row.power_w, "component": row.component}
             for row in snapshot.energy
+            if not is_outage(row.source)
         },
+        "outage": {row.device: row.energy_j for row in snapshot.energy if is_outage(row.source)},
+        "interval": {f"{device}/{source}": j for (_, device, source), j in snapshot.interval_j.items()},
+        "devices_up": {device: up for (_, device), up in snapshot.devices_up.items()},
         "collectors_up": dict(snapshot.collectors_up),
         "errors": {f"{name}/{reason}": n for (name, reason), n in snapshot.errors.items()},
         "devices": [device_json(d) for d in snapshot.devices],

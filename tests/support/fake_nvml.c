@@ -8,7 +8,7 @@
  *   driver version=550.54.15 loaded=1
  *   gpu index=0 uuid=GPU-0000 name="NVIDIA H100" power_mw=300000 counter=1 energy_mj=12345
  *       live=0 t0=0 lost=0 perm=1 energy_rc=0 power_rc=0 processes_rc=0 util_rc=0
- *       mig=0 mig_rc=0 max_mig=7
+ *       mig=0 mig_rc=0 max_mig=7 limit_mw=700000 limit_rc=0
  *   mig gpu=0 index=0 uuid=MIG-0000 sms=42 gi=1 ci=0
  *   proc gpu=0 pid=1234 mem_mib=2000 sm=75 samples=1000:70,2000:80 graphics=0 mig=0
  *
@@ -23,7 +23,10 @@
  *         processes_rc, util_rc  the same for the running-process lists and process utilisation;
  *         mig=1      MIG mode is enabled (current and pending);
  *         mig_rc     force that return code from every MIG call on the GPU (3: a GPU without MIG);
- *         max_mig    what nvmlDeviceGetMaxMigDeviceCount says (7 as on A100/H100).
+ *         max_mig    what nvmlDeviceGetMaxMigDeviceCount says (7 as on A100/H100);
+ *         limit_mw   the power limit in milliwatts: the enforced and default limit, and the top of
+ *                    nvmlDeviceGetPowerManagementLimitConstraints (700 W, an H100 SXM's);
+ *         limit_rc   force that return code from the three power limit calls (3: no power limit).
  * mig:    a MIG device of GPU `gpu` (its position in the file) at MIG device `index`, with `sms`
  *         multiprocessors in GPU instance `gi` and compute instance `ci`. Only seen while mig=1.
  * proc:   a process on GPU `gpu` (on its MIG device `index` with mig=index) using mem_mib MiB
@@ -129,6 +132,8 @@ struct fake_gpu {
     int mig_mode;
     int mig_rc;
     unsigned max_mig;
+    unsigned long long limit_mw;
+    int limit_rc;
     /* Set on MIG devices only (entries of fake_state.migs). */
     int present;
     unsigned parent;
@@ -201,6 +206,7 @@ static void parse_gpu(char *rest, struct fake_gpu *g) {
     g->counter = 1;
     g->perm = 1;
     g->max_mig = 7;
+    g->limit_mw = 700000;
     while (next_pair(&rest, &key, &value)) {
         if (!strcmp(key, "index")) g->index = (unsigned)strtoul(value, NULL, 10);
         else if (!strcmp(key, "uuid")) copy_text(g->uuid, value);
@@ -219,6 +225,8 @@ static void parse_gpu(char *rest, struct fake_gpu *g) {
         else if (!strcmp(key, "mig")) g->mig_mode = atoi(value);
         else if (!strcmp(key, "mig_rc")) g->mig_rc = atoi(value);
         else if (!strcmp(key, "max_mig")) g->max_mig = (unsigned)strtoul(value, NULL, 10);
+        else if (!strcmp(key, "limit_mw")) g->limit_mw = strtoull(value, NULL, 10);
+        else if (!strcmp(key, "limit_rc")) g->limit_rc = atoi(value);
     }
 }
 
@@ -513,6 +521,28 @@ static nvmlReturn_t do_power(nvmlDevice_t device, unsigned int *power_mw) {
 
 EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(nvmlDevice_t device, unsigned int *power_mw) {
     LOCKED(do_power(device, power_mw));
+}
+
+/* The power limit calls: what may be set (min, max), and what is enforced. */
+static nvmlReturn_t do_limit(nvmlDevice_t device, unsigned int *min_mw, unsigned int *limit_mw) {
+    nvmlReturn_t rc = device_begin(device);
+    if (rc) return rc;
+    if (device->limit_rc) return device->limit_rc;
+    if (!limit_mw) return NVML_ERROR_INVALID_ARGUMENT;
+    if (min_mw) *min_mw = (unsigned int)(device->limit_mw / 2);
+    *limit_mw = (unsigned int)device->limit_mw;
+    return NVML_SUCCESS;
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, unsigned int *min_mw,
+                                                                 unsigned int *max_mw) {
+    LOCKED(min_mw ? do_limit(device, min_mw, max_mw) : NVML_ERROR_INVALID_ARGUMENT);
+}
+EXPORT nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *limit_mw) {
+    LOCKED(do_limit(device, NULL, limit_mw));
+}
+EXPORT nvmlReturn_t nvmlDeviceGetPowerManagementLimit(nvmlDevice_t device, unsigned int *limit_mw) {
+    LOCKED(do_limit(device, NULL, limit_mw));
 }
 
 #ifndef FAKE_NVML_NO_ENERGY_FN

@@ -129,6 +129,9 @@ class FakeGpu:
     """MIG mode enabled; `migs` are its MIG devices."""
     migs: tuple[FakeMig, ...] = ()
     mig_rc: int = 0
+    limit_mw: int = 700_000
+    """The power limit in milliwatts (enforced, and the most that may be set)."""
+    limit_rc: int = 0
 
     def line(self) -> str:
         """This GPU as one line of the state file."""
@@ -139,6 +142,7 @@ class FakeGpu:
             f" t0={self.t0!r} lost={int(self.lost)} perm={int(self.perm)}"
             f" energy_rc={self.energy_rc} power_rc={self.power_rc} processes_rc={self.processes_rc}"
             f" util_rc={self.util_rc} mig={int(self.mig)} mig_rc={self.mig_rc}"
+            f" limit_mw={self.limit_mw} limit_rc={self.limit_rc}"
         )
 
     def lines(self) -> list[str]:

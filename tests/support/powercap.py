@@ -13,6 +13,7 @@ written file, and a zone made root-only keeps advancing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 import time
@@ -35,6 +36,8 @@ class Zone:
     max_energy_range_uj: int = DEFAULT_RANGE_UJ
     energy_uj: int = 0
     """The counter's value at time 0."""
+    max_power_w: float | None = None
+    """What its constraint_0_max_power_uw says (a TDP); None: twice `power_w`; 0: no constraint files."""
 
     @property
     def entry(self) -> str:
@@ -125,6 +128,20 @@ class PowercapTree:
             stop.set()
             thread.join(5)
 
+    def shift(self, zone: Zone, joules: float) -> None:
+        """Move the zone's counter by `joules` (negative: back, as a driver reload or reset does)."""
+        with self._lock:
+            current = self.zones[zone.index]
+            self.zones[zone.index] = dataclasses.replace(
+                current, energy_uj=current.energy_uj + round(joules * 1e6)
+            )
+            self._write(self._time_s)
+
+    def write_raw(self, zone: Zone, text: str) -> None:
+        """Make the zone's energy_uj read `text` until the next set_time or advance."""
+        with self._lock:
+            _write_text(self._fds[zone.index], text + "\n")
+
     def true_joules(self, zone: Zone) -> float:
         """Energy the zone has used from time 0 to now, in joules, ignoring wraps."""
         return self.zones[zone.index].power_w * self._time_s
@@ -176,6 +193,11 @@ def _make_zone(path: Path, zone: Zone, link: Path) -> int:
     (path / "name").write_text(f"{zone.name}\n")
     (path / "max_energy_range_uj").write_text(f"{zone.max_energy_range_uj}\n")
     (path / "enabled").write_text("1\n")
+    max_power_w = 2 * zone.power_w if zone.max_power_w is None else zone.max_power_w
+    if max_power_w > 0:  # the long-term constraint, as the kernel lays it out
+        (path / "constraint_0_name").write_text("long_term\n")
+        (path / "constraint_0_max_power_uw").write_text(f"{round(max_power_w * 1e6)}\n")
+        (path / "constraint_0_power_limit_uw").write_text(f"{round(max_power_w * 1e6)}\n")
     energy = path / "energy_uj"
     energy.touch()
     _link(link, path)
@@ -200,4 +222,11 @@ def _link(link: Path, target: Path) -> None:
 def _write_counter(fd: int, zone: Zone, t: float) -> None:
     value = (zone.energy_uj + round(zone.power_w * t * 1e6)) % zone.max_energy_range_uj
     width = len(str(zone.max_energy_range_uj))
-    os.pwrite(fd, f"{value:0{width}d}\n".encode(), 0)
+    _write_text(fd, f"{value:0{width}d}\n")
+
+
+def _write_text(fd: int, text: str) -> None:
+    """Replace the file's content in place; the truncation only matters after a longer write_raw."""
+    data = text.encode()
+    os.pwrite(fd, data, 0)
+    os.ftruncate(fd, len(data))
