@@ -72,11 +72,15 @@ UNKNOWN_IMPORT = Accuracy(None, None, "imported without a stated accuracy: unkno
 ACCURACY: Mapping[str, Accuracy] = {
     "nvml": NVML_ACCURACY,
     "rapl": RAPL_ACCURACY,
+    "nvml_outage": NVML_ACCURACY,
+    "rapl_outage": RAPL_ACCURACY,
     ESTIMATE_SOURCE: ESTIMATE_ACCURACY,
 }
 METER_NAMES: Mapping[str, str] = {
     "nvml": "NVML (NVIDIA GPU energy counter)",
     "rapl": "RAPL (CPU and DRAM energy counters)",
+    "nvml_outage": "NVML (counted while the GPU could not be read; charged to no job)",
+    "rapl_outage": "RAPL (counted while the zone could not be read; charged to no job)",
 }
 TOOL_NAMES: Mapping[str, str] = {"codecarbon": "CodeCarbon", "csv": "a CSV file"}
 

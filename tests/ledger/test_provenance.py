@@ -31,6 +31,11 @@ def test_every_source_has_its_kind() -> None:
     )
 
 
+def test_energy_counted_during_an_outage_is_measured_and_named_so() -> None:
+    assert kind_of("nvml_outage") == MEASURED and accuracy_of("nvml_outage") == accuracy_of("nvml")
+    assert "could not be read" in method_of("nvml_outage")
+
+
 def test_a_range_adds_the_stated_bounds() -> None:
     t = tally([("nvml", 100.0), ("estimate", 10.0), ("import:csv", 50.0)])
     assert t.low == pytest.approx(95.0 + 4.0 + 50.0)
