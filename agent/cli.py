@@ -20,6 +20,7 @@ from agent import __version__, daemon
 from agent.carbon.datafiles import CarbonDataError
 from agent.carbon.model import CarbonModel
 from agent.commands import annotate, card, dashboards, doctor, failures, import_runs, jobs, report
+from agent.commands import ledger as ledger_command
 from agent.config import settings
 from agent.report.annual import parse_formats
 from agent.report.prometheus import JOBS_DEFAULT_DAYS
@@ -147,6 +148,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="read the fleet's energy from this Prometheus server instead of ledgers (docs/deploy.md)",
     )
+    files = sub.add_parser(
+        "ledger", help="check a ledger file, or save what can be read of a damaged one"
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
+    checked = files.add_parser(
+        "check",
+        help="SQLite's integrity check and the ledger's invariants",
+        epilog="exit codes: 0 ok, 1 problems found (one line each) or no ledger",
+    )
+    checked.add_argument("--config", type=Path, help="YAML config file whose ledger.path to check")
+    checked.add_argument("--ledger", type=Path, metavar="PATH", help="ledger file (default: ledger.path)")
+    saved = files.add_parser(
+        "recover",
+        help="copy what can be read of a damaged ledger into a new file; the old one is left as it is",
+        epilog="exit codes: 0 the new file is written (the output says what was lost), 1 no ledger, "
+        "2 the new file exists",
+    )
+    saved.add_argument("path", metavar="PATH", type=Path, help="the damaged ledger")
+    saved.add_argument("--out", type=Path, metavar="NEW", help="the new file (default: PATH-recovered.db)")
+    saved.set_defaults(config=None)
     dash = sub.add_parser("dashboards", help="the Grafana dashboards (grafanalib, in a source checkout)")
     dash_sub = dash.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = dash_sub.add_parser("build", help="regenerate dashboards/*.json from dashboards/*.dashboard.py")
@@ -194,6 +214,8 @@ def _command(args: argparse.Namespace, cfg: settings.Config) -> int:
         return _agent(cfg)
     if args.command == "doctor":
         return doctor.run(cfg, sys.stdout, as_json_output=args.json)
+    if args.command == "ledger":
+        return _ledger(args, cfg)
     if args.command == "report":
         return report.run(
             cfg,
@@ -234,6 +256,12 @@ def _command(args: argparse.Namespace, cfg: settings.Config) -> int:
     # Flagged fallbacks (no carbon config) show in the job's intensity_source, not as a warning.
     carbon = CarbonModel.from_config(cfg.carbon, warn=lambda _: None)
     return jobs.run_job(ledger, args.id, args.node, args.json, sys.stdout, carbon)
+
+
+def _ledger(args: argparse.Namespace, cfg: settings.Config) -> int:
+    if args.action == "check":
+        return ledger_command.run_check((args.ledger or cfg.ledger.path).absolute(), sys.stdout)
+    return ledger_command.run_recover(args.path.absolute(), args.out, sys.stdout)
 
 
 def _dashboards(args: argparse.Namespace) -> int:

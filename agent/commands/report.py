@@ -18,6 +18,15 @@ from agent.report.annual import make_report, write_report
 
 PROGRESS_AFTER_S = 1.0
 
+FIRST_YEAR, LAST_YEAR = 1970, 9998
+"""The years a report can cover: ledger hours are epoch seconds, and the year after must be a date."""
+
+
+def check_year(flag: str, year: int | None) -> None:
+    """Raise ArgumentError, naming the range, for a year no report can cover."""
+    if year is not None and not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ArgumentError(f"{flag} {year}: a report covers a year from {FIRST_YEAR} to {LAST_YEAR}")
+
 
 class ProgressLine:
     """A `\\r` progress bar on a terminal, shown only once the work has taken over a second."""
@@ -58,6 +67,8 @@ def run(
 ) -> int:
     """Write the report's files under `out` and list them (the PNGs aside) on `stdout`; raises
     LedgerError or PromError (what to read is unreadable), ConfigError or ArgumentError."""
+    check_year("--year", year)
+    check_year("--baseline-year", baseline_year)
     if "pdf" in formats:
         pdf.require()  # before the ledgers are read: a missing WeasyPrint is known at once
     bar = ProgressLine(stderr)

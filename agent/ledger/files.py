@@ -1,15 +1,28 @@
 """Opening the ledger for writing: created private (0600, folder 0700), WAL, its schema brought up to date;
 and text made storable. Shared by the agent's writer, `greenai annotate` and `greenai import`.
+
+The agent also takes `writer_lock`, so that one agent at a time writes a ledger (two would add each
+other's sums); `annotate` and `import` are short transactions and need no lock of their own.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import sqlite3
 from pathlib import Path
+from typing import IO
 
-from agent.ledger.schema import MIGRATIONS, SCHEMA_VERSION, LedgerError, open_problem, schema_version
+from agent.ledger.schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    LedgerError,
+    LedgerLocked,
+    open_problem,
+    schema_version,
+)
 
 log = logging.getLogger("greenai.ledger")
 
@@ -42,9 +55,77 @@ def open_for_writing(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         _migrate(conn, path)
     except sqlite3.Error as e:
         raise LedgerError(open_problem(path, e)) from None
-    for suffix in ("-wal", "-shm"):
+    for suffix in SIDECARS:
         _tighten(path.with_name(path.name + suffix))
     return conn
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file beside the ledger, held by the agent that writes it."""
+    return path.with_name(path.name + ".lock")
+
+
+def writer_lock(path: Path) -> IO[str]:
+    """Lock `path` for this process until the returned file is closed (or the process ends, kill -9
+    included); raises LedgerLocked naming the holder's pid when another agent has it."""
+    where = lock_path(path)
+    try:
+        where.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(where, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    except OSError as e:
+        raise LedgerError(
+            f"cannot create ledger lock {where}: {e.strerror or e}; check ledger.path"
+        ) from None
+    lock = os.fdopen(fd, "r+", encoding="ascii")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise LedgerLocked(
+            f"ledger {path} is in use by another greenai agent (pid {holder}); stop it, or give this one "
+            "another ledger.path"
+        ) from None
+    except OSError as e:  # a file system without locks: say so rather than write unguarded
+        lock.close()
+        raise LedgerError(
+            f"cannot lock ledger {where}: {e.strerror or e}; put ledger.path on a local disk"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    _tighten(where)
+    return lock
+
+
+FileId = tuple[int, int]
+"""(st_dev, st_ino): which file a path names."""
+
+
+def file_id(path: Path) -> FileId | None:
+    """The identity of the file at `path`; None when there is none."""
+    with contextlib.suppress(FileNotFoundError):
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    return None
+
+
+SIDECARS = ("-wal", "-shm")
+
+
+def sidecar_ids(path: Path) -> dict[str, FileId | None]:
+    """The identities of the ledger's -wal and -shm files."""
+    return {suffix: file_id(path.with_name(path.name + suffix)) for suffix in SIDECARS}
+
+
+def remove_sidecars(path: Path, ids: dict[str, FileId | None]) -> None:
+    """Remove the -wal and -shm files that are still the ones in `ids`: left by a ledger that was
+    deleted or replaced, SQLite would replay that log onto whatever file now has the name."""
+    for suffix, known in ids.items():
+        side = path.with_name(path.name + suffix)
+        if known is not None and file_id(side) == known:
+            with contextlib.suppress(FileNotFoundError):
+                side.unlink()
 
 
 def _tighten(path: Path) -> None:

@@ -21,6 +21,7 @@ from agent.ledger.schema import (
     SCHEMA_VERSION,
     LedgerError,
     LedgerMissing,
+    error_reason,
     open_problem,
     schema_version,
 )
@@ -254,11 +255,7 @@ class LedgerReader:
                 f"no ledger at {path}; the agent (`greenai agent`) creates it when it first runs, "
                 "or pass --ledger PATH"
             ) from None
-        try:
-            self._conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-            version = schema_version(self._conn, path)
-        except sqlite3.Error as e:
-            raise LedgerError(open_problem(path, e)) from None
+        self._conn, version = connect_readonly(path)
         if version == 0:
             self._conn.close()
             raise LedgerError(f"ledger {path} is empty; the agent sets it up when it starts")
@@ -292,8 +289,9 @@ class LedgerReader:
         try:
             yield
         finally:
-            if self._conn.in_transaction:
-                self._conn.execute("COMMIT")
+            if self._conn.in_transaction:  # a read: ending it cannot lose anything, so never raises
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("COMMIT")
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
         """The rows of a read-only query, one at a time (reports aggregate large ledgers in SQL)."""
@@ -310,6 +308,49 @@ class LedgerReader:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def connect_readonly(path: Path) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to the ledger at `path`, and its schema version; raises LedgerError.
+
+    A WAL database is read through its -shm file, which SQLite creates when missing: on a read-only
+    file system that fails. With no write-ahead log to read (the agent stopped cleanly, or none was
+    ever left), the file alone is the ledger and opens as immutable; otherwise the user is told why.
+    """
+    uri = path.resolve().as_uri()
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+        return conn, schema_version(conn, path)
+    except sqlite3.Error as e:
+        if error_reason(e) not in ("read_only", "cannot_open") or not on_read_only_fs(path):
+            raise LedgerError(open_problem(path, e)) from None
+    wal, shm = (path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))
+    if _size(wal) and not shm.exists():
+        raise LedgerError(
+            f"cannot read ledger {path}: it is on a read-only file system and SQLite needs to create "
+            f"{shm.name} to read its write-ahead log ({wal.name}); mount it read-write, or stop the agent "
+            "(which folds the log into the file) before reading it read-only"
+        )
+    try:
+        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        return conn, schema_version(conn, path)
+    except sqlite3.Error as e:
+        raise LedgerError(open_problem(path, e)) from None
+
+
+def on_read_only_fs(path: Path) -> bool:
+    """Whether `path`'s folder is on a file system mounted read-only."""
+    try:
+        return bool(os.statvfs(path.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def open_readonly(path: Path) -> LedgerReader:

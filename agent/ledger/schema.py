@@ -125,6 +125,10 @@ class LedgerMissing(LedgerError):
     """There is no ledger file yet."""
 
 
+class LedgerLocked(LedgerError):
+    """Another agent writes this ledger."""
+
+
 class JobNotFound(LedgerError):
     """No job in the ledger matches the id."""
 
@@ -148,10 +152,20 @@ READERS_HINT = "the ledger is for the agent's user only: run this as that user o
 def open_problem(path: Path, e: sqlite3.Error) -> str:
     reason = error_reason(e)
     if reason == "corrupt":
-        return f"{path} is not a readable SQLite ledger ({e}); move it aside or point ledger.path elsewhere"
+        return corrupt_problem(path, e)
     if reason in ("read_only", "cannot_open"):
         return f"cannot open ledger {path}: {e}; {READERS_HINT}"
     return f"cannot read ledger {path}: {e}"
+
+
+def corrupt_problem(path: Path, e: object) -> str:
+    """One line for a damaged ledger: what SQLite said, and the command that saves what can be read."""
+    if "not a database" in str(e):  # no SQLite header: nothing to recover
+        return f"{path} is not a readable SQLite ledger ({e}); move it aside or point ledger.path elsewhere"
+    return (
+        f"ledger {path} is damaged ({e}); save what can be read with `greenai ledger recover {path}`, "
+        "or move it aside"
+    )
 
 
 def error_reason(e: BaseException) -> str:

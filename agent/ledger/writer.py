@@ -7,6 +7,12 @@ error) keeps the sums in memory, merged with newer ones, and is retried at the n
 was committed is cleared, so nothing is lost or counted twice. After `kill -9` at most the unflushed
 window is lost.
 
+One agent writes a ledger: the writer holds `files.writer_lock` for its life. Each flush first checks
+that the path still names the file it opened; a ledger deleted or replaced under it is re-created (or
+the replacement opened), the change logged and counted (errors `deleted`, `replaced`), and the
+pending sums written there. A damaged file (a corrupt page) is refused at start with the command that
+saves what can be read (`greenai ledger recover`, agent.ledger.repair).
+
 Hour bucketing: an interval is booked whole to the UTC hour its end falls in (agent.units.hour_of),
 hours being (h, h+3600]: an interval ending exactly at 14:00:00 belongs to 13:00. With a 1 s sampling
 interval that misplaces at most one interval's energy per hour boundary, and jobs, unattributed and
@@ -27,10 +33,17 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.ledger.files import open_for_writing, storable
+from agent.ledger.files import (
+    file_id,
+    open_for_writing,
+    remove_sidecars,
+    sidecar_ids,
+    storable,
+    writer_lock,
+)
 from agent.ledger.pending import JobState, Pending, add_counts, new_run
 from agent.ledger.read import Filter, JobHours, query_job_hours, query_jobs
-from agent.ledger.schema import ADD_USEFUL, error_reason
+from agent.ledger.schema import ADD_USEFUL, LedgerError, corrupt_problem, error_reason
 from agent.ledger.summary import JobSummary, find_job
 from agent.units import hour_of
 from collectors.workloads import JobInfo, JobKey
@@ -104,7 +117,17 @@ class Ledger:
         self.node = node
         self._clock = clock
         self._flush_seconds = flush_seconds
-        self._conn = open_for_writing(self.path, busy_timeout_s)
+        self._busy_timeout_s = busy_timeout_s
+        self._writer_lock = writer_lock(self.path)
+        try:
+            self._conn = open_for_writing(self.path, busy_timeout_s)
+            self._file = file_id(self.path)
+            _require_intact(self._conn, self.path)
+            self._sidecars = sidecar_ids(self.path)
+        except BaseException:
+            self._writer_lock.close()
+            raise
+        self._moved = False  # the file was found deleted or replaced, and is not open again yet
         self._lock = threading.Lock()  # guards _pending and the counters; held only for dict work
         self._flush_lock = threading.Lock()  # one flush at a time; live readers wait for a flush to end
         self._pending = Pending()
@@ -193,12 +216,19 @@ class Ledger:
             if not batch:
                 return self.last_flush_ok
             try:
+                self._follow_file(batch)
                 self._write(batch)
             except Exception as e:  # any failure must keep the sums, and the thread alive
                 with self._lock:
                     batch.absorb(self._pending)
                     self._pending = batch
-                    self._failed(error_reason(e), f"{type(e).__name__}: {e}")
+                    reason = error_reason(e)
+                    said = (
+                        str(e) if isinstance(e, LedgerError)  # already one line for the user
+                        else corrupt_problem(self.path, e) if reason == "corrupt"
+                        else f"{type(e).__name__}: {e}"
+                    )  # fmt: skip
+                    self._failed(reason, said)
                 return False
             with self._lock:
                 if not self.last_flush_ok:
@@ -206,6 +236,30 @@ class Ledger:
                 self.last_flush_ok = True
                 self.last_flush_at = self._clock()
             return True
+
+    def _follow_file(self, batch: Pending) -> None:
+        """Open the file the path names now, when it is not the one open: a ledger deleted or replaced
+        under the agent would otherwise take the writes to an unlinked inode, lost at exit."""
+        now = file_id(self.path)
+        if now == self._file and not self._moved:
+            return
+        if not self._moved:
+            what = "deleted" if now is None else "replaced"
+            with self._lock:
+                self._errors[what] = self._errors.get(what, 0) + 1
+            log.warning(
+                "ledger %s was %s while the agent wrote it; what it held before is not in the new file; "
+                "opening the file now at that path and writing the %d pending rows there",
+                self.path, what, batch.rows,
+            )  # fmt: skip
+            self._moved = True
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            remove_sidecars(self.path, self._sidecars)
+        self._conn = open_for_writing(self.path, self._busy_timeout_s)
+        self._file = file_id(self.path)
+        self._sidecars = sidecar_ids(self.path)
+        self._moved = False
 
     def _write(self, batch: Pending) -> None:
         conn = self._conn
@@ -288,8 +342,8 @@ class Ledger:
 
     @property
     def errors(self) -> Mapping[str, int]:
-        """Failed flushes by reason (disk_full, locked, read_only, io_error, corrupt, other), and
-        invalid_value: non-finite figures ignored."""
+        """Failed flushes by reason (disk_full, locked, read_only, io_error, corrupt, other);
+        invalid_value: non-finite figures ignored; deleted, replaced: the file was, under the agent."""
         with self._lock:
             return dict(self._errors)
 
@@ -344,3 +398,20 @@ class Ledger:
             )
         with self._flush_lock:
             self._conn.close()
+        self._writer_lock.close()
+
+
+def _require_intact(conn: sqlite3.Connection, path: Path) -> None:
+    """Raise LedgerError, naming the recovery command, when SQLite finds the file damaged.
+
+    `quick_check` reads every page once (about a second per GB), so a corrupt page stops the agent at
+    start in one line rather than failing every flush, or a query, later.
+    """
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check(1)")]
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise LedgerError(corrupt_problem(path, e)) from None
+    if problems != ["ok"]:
+        conn.close()
+        raise LedgerError(corrupt_problem(path, " ".join(problems[0].split())))
