@@ -99,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
             metavar="TZ",
             help="time zone of dates without an offset (default UTC), e.g. Europe/Paris",
         )
+        form.add_argument(
+            "--max-bytes",
+            metavar="N",
+            type=int,
+            default=import_runs.MAX_FILE_BYTES,
+            help=f"refuse a larger file (default {import_runs.MAX_FILE_BYTES:,} bytes)",
+        )
     cards = sub.add_parser(
         "card",
         help="an Energy Card (Hugging Face co2_eq_emissions, EU AI Act Annex XI, energy impact statement)",
@@ -242,7 +249,9 @@ def _command(args: argparse.Namespace, cfg: settings.Config) -> int:
     if args.command == "annotate":
         return annotate.run(ledger, args.id, args.node, args.tokens, args.samples, args.json, sys.stdout)
     if args.command == "import":
-        return import_runs.run(args.format, args.file, args.timezone, ledger, args.json, sys.stdout)
+        return import_runs.run(
+            args.format, args.file, args.timezone, ledger, args.json, sys.stdout, args.max_bytes
+        )
     # Whatever the locale, a job's name must not end `jobs` or `job` with UnicodeEncodeError.
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):

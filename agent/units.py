@@ -6,6 +6,7 @@ Level 1: imports nothing of the project.
 
 from __future__ import annotations
 
+import json
 import math
 
 HOUR_SECONDS = 3600
@@ -105,3 +106,22 @@ def share_text(share: float | None, digits: int = 1) -> str:
     if float(text) == 0:
         text = f"{0:.{digits}f}"
     return f"{text} %"
+
+
+# ---- JSON: the one way every output (CLI, cards, report, HTTP API) writes it ----
+
+
+def finite(value: object) -> object:
+    """`value` with every non-finite float (inf, nan) in it, at any depth, made None: JSON's null, unknown."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def json_text(value: object, indent: int | None = None, sort_keys: bool = False) -> str:
+    """Strict JSON (RFC 8259) of `value`: a figure that overflowed is null, never `Infinity` or `NaN`."""
+    return json.dumps(finite(value), indent=indent, sort_keys=sort_keys, allow_nan=False)

@@ -19,7 +19,6 @@ and the detail view says which run it is and how to name the others (`slurm:4242
 
 from __future__ import annotations
 
-import json
 import math
 import unicodedata
 from datetime import datetime, timezone
@@ -51,6 +50,7 @@ from agent.units import (
     JOULES_PER_KWH,
     MASS_UNITS,
     energy_text,
+    json_text,
     mass_text,
     range_text,
     share_text,
@@ -337,7 +337,7 @@ def run_prometheus_jobs(
 
 def _write_jobs(summaries: list[JobSummary], as_json: bool, out: TextIO) -> None:
     if as_json:
-        out.write(json.dumps([s.as_dict() for s in summaries], indent=2) + "\n")
+        out.write(json_text([s.as_dict() for s in summaries], indent=2) + "\n")
     else:
         out.write(table(summaries))
 
@@ -367,7 +367,7 @@ def run_job(
     if as_json:
         others = {"other_runs": [f"{summary.key}#{r}" for r in sorted(runs) if r != summary.run]}
         record = {**summary.as_dict(), **others, **(priced.as_dict() if priced else {})}
-        out.write(json.dumps(record, indent=2) + "\n")
+        out.write(json_text(record, indent=2) + "\n")
     else:
         out.write(detail(summary, runs) + (carbon_detail(priced) if priced else ""))
     return EXIT_OK

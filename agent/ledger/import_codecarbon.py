@@ -13,6 +13,8 @@ from os import PathLike
 from agent.carbon import datafiles as carbon_data
 from agent.ledger.import_files import (
     AGREEMENT,
+    EARLIEST_EPOCH_S,
+    MAX_FILE_BYTES,
     At,
     ImportedRun,
     cell_non_negative,
@@ -20,6 +22,8 @@ from agent.ledger.import_files import (
     cell_pue,
     cell_text,
     cell_time,
+    check_energy,
+    check_span,
     read_table,
     row_cells,
 )
@@ -57,14 +61,16 @@ CANADA_PROVINCES: Mapping[str, str] = {name: code for code, name in carbon_data.
 """CodeCarbon's `region` for Canada (a province's name in lower case) -> its ISO 3166-2:CA code."""
 
 
-def parse_codecarbon_csv(path: str | PathLike[str], naive_tz: tzinfo = timezone.utc) -> list[ImportedRun]:
+def parse_codecarbon_csv(
+    path: str | PathLike[str], naive_tz: tzinfo = timezone.utc, max_bytes: int = MAX_FILE_BYTES
+) -> list[ImportedRun]:
     """The runs in CodeCarbon's emissions.csv, the last row of each run_id; `timestamp` is in `naive_tz`.
 
     CodeCarbon's energies include its PUE; they are divided by it here, so that IT kWh x `pue` gives
-    CodeCarbon's figures back.
+    CodeCarbon's figures back. A file larger than `max_bytes` is refused.
     """
     name = str(path)
-    header, rows = read_table(name)
+    header, rows = read_table(name, max_bytes)
     for column in CODECARBON_REQUIRED:
         if column not in header:
             also = "; for our own columns use `greenai import csv`" if "job_id" in header else ""
@@ -84,11 +90,19 @@ def _parse_codecarbon_row(at: At, cell: Mapping[str, str], naive_tz: tzinfo) -> 
         at.fail("run_id", "", "empty; CodeCarbon writes one per run, so the file was edited: restore it")
     end = cell_time(at, "timestamp", cell["timestamp"], naive_tz)
     duration_s = cell_non_negative(at, "duration", cell["duration"])
+    check_span(at, "duration", cell["duration"], end - duration_s, end)
+    if end - duration_s < EARLIEST_EPOCH_S:
+        at.fail(
+            "duration", cell["duration"], "the run would start before 1970; restore the file CodeCarbon wrote"
+        )
     pue = cell_optional(at, "pue", cell, cell_pue) or 1.0
-    cpu, gpu, ram, total = (
-        cell_non_negative(at, c, cell[c])
+    energies = {
+        c: cell_non_negative(at, c, cell[c])
         for c in ("cpu_energy", "gpu_energy", "ram_energy", "energy_consumed")
-    )
+    }
+    for column, kwh in energies.items():
+        check_energy(at, column, cell[column], kwh)
+    cpu, gpu, ram, total = energies.values()
     rest = total - (cpu + gpu + ram)
     if abs(rest) <= AGREEMENT * total + 1e-12:
         rest = 0.0  # rounding

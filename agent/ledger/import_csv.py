@@ -14,6 +14,7 @@ from os import PathLike
 from agent.config.work import PHASES
 from agent.ledger.import_files import (
     AGREEMENT,
+    MAX_FILE_BYTES,
     At,
     ImportedRun,
     cell_non_negative,
@@ -21,6 +22,8 @@ from agent.ledger.import_files import (
     cell_pue,
     cell_text,
     cell_time,
+    check_energy,
+    check_span,
     read_table,
     row_cells,
 )
@@ -52,10 +55,14 @@ _INTENSITY_NAME = re.compile(r"(carbon_)?(intensity|ci)(_.+)?")
 _GPU_TIME_NAME = re.compile(r"gpu_?(s|sec|secs|seconds|min|mins|minutes|h|hr|hrs|hour|time)")
 
 
-def parse_runs_csv(path: str | PathLike[str], naive_tz: tzinfo = timezone.utc) -> list[ImportedRun]:
-    """The runs in a CSV of our documented columns, in file order; a date without offset is in `naive_tz`."""
+def parse_runs_csv(
+    path: str | PathLike[str], naive_tz: tzinfo = timezone.utc, max_bytes: int = MAX_FILE_BYTES
+) -> list[ImportedRun]:
+    """The runs in a CSV of our documented columns, in file order; a date without offset is in `naive_tz`.
+
+    A file larger than `max_bytes` is refused."""
     name = str(path)
-    header, rows = read_table(name)
+    header, rows = read_table(name, max_bytes)
     columns = _check_header(name, header)
     runs: list[ImportedRun] = []
     seen: dict[str, int] = {}
@@ -135,9 +142,15 @@ def _parse_run(at: At, cell: Mapping[str, str], naive_tz: tzinfo) -> ImportedRun
     end = cell_time(at, "end", cell["end"], naive_tz)
     if end < start:
         at.fail("end", cell["end"], f"before start ({cell['start']}); swap them or fix the date")
+    check_span(at, "end", cell["end"], start, end)
     components = {c: cell_optional(at, f"{c}_kwh", cell, cell_non_negative) for c in COMPONENTS}
     total = cell_optional(at, "energy_kwh", cell, cell_non_negative)
     given = {c: v for c, v in components.items() if v is not None}
+    for column, kwh in (*((f"{c}_kwh", v) for c, v in given.items()), ("energy_kwh", total)):
+        if kwh is not None:
+            check_energy(at, column, cell[column], kwh)
+    if len(given) > 1:
+        check_energy(at, "energy_kwh", "cpu_kwh + gpu_kwh + dram_kwh", sum(given.values()))
     if total is None and not given:
         at.fail("energy_kwh", "", "no energy in this row; fill energy_kwh or cpu_kwh, gpu_kwh, dram_kwh")
     if given and total is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,15 @@ IMPORTED_NODE = "imported"
 """The node of a run whose file names none."""
 SOURCE_PREFIX = "import:"
 UNSPLIT = "unsplit"
+"""SQLite's page cache for an import: a large file's rows go in one transaction."""
 """The component of energy a file gave only as a total."""
+INSERT_JOB = (
+    'INSERT INTO jobs (scheduler, job_id, node, user, start, "end", last_seen, project, phase, model, '
+    "tokens, origin, location, pue, intensity_g_per_kwh, digest, name, gpu_model, gpu_count, cpu_model, "
+    "method, uncertainty_pct) VALUES (:scheduler, :job_id, :node, :user, :start, :end, :end, :project, "
+    ":phase, :model, :tokens, :origin, :location, :pue, :intensity, :digest, :name, :gpu_model, "
+    ":gpu_count, :cpu_model, :method, :uncertainty_pct) RETURNING id"
+)
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,10 @@ def store_runs(
     try:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            counts = [_store(conn, run, file) for run in runs]
+            stored = _stored_imports(conn)
+            dirty: dict[str, set[int]] = {}
+            counts = [_store(conn, run, file, stored, dirty) for run in runs]
+            rebook_nodes(conn, dirty)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -98,46 +109,55 @@ def store_runs(
     )
 
 
-def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
-    """Store one run; what happened: "imported", "unchanged" or "updated"."""
+def _stored_imports(conn: sqlite3.Connection) -> dict[str, tuple[int, str | None]]:
+    """origin -> (job id, digest) of every imported run in the ledger: one query, not one per run."""
+    return {
+        origin: (job, digest)
+        for origin, job, digest in conn.execute("SELECT origin, id, digest FROM jobs WHERE origin != 'agent'")
+    }
+
+
+def _store(
+    conn: sqlite3.Connection, run: ImportedRun, file: str, stored: dict[str, tuple[int, str | None]],
+    dirty: dict[str, set[int]],
+) -> str:  # fmt: skip
+    """Store one run; what happened: "imported", "unchanged" or "updated". Keeps `stored` (origin ->
+    job id, digest) up to date, and adds the node's hours whose node rows must be recomputed to `dirty`."""
     node = storable(run.node or IMPORTED_NODE)
     ident = (storable(run.key.scheduler), storable(run.key.job_id), node)
-    found = conn.execute("SELECT id, digest FROM jobs WHERE origin = ?", (run.origin,)).fetchone()
-    if found is not None and found[1] == run.digest:
+    found = stored.get(run.origin)
+    digest = run.digest
+    if found is not None and found[1] == digest:
         return "unchanged"
     fields = {
         "user": storable(run.user), "start": run.start, "end": run.end, "project": storable(run.project),
         "phase": run.phase, "model": storable(run.model), "tokens": run.tokens,
         "location": storable(run.location), "pue": run.pue, "intensity": run.intensity_g_per_kwh,
-        "digest": run.digest, "name": storable(run.name), "gpu_model": storable(run.gpu_model),
+        "digest": digest, "name": storable(run.name), "gpu_model": storable(run.gpu_model),
         "gpu_count": run.gpu_count, "cpu_model": storable(run.cpu_model), "method": storable(run.method),
         "uncertainty_pct": run.uncertainty_pct,
     }  # fmt: skip
     if found is None:
-        other = conn.execute(
-            "SELECT origin FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ?", ident
-        ).fetchone()
-        if other is not None:
+        try:
+            values = {**fields, "scheduler": ident[0], "job_id": ident[1], "node": node, "origin": run.origin}
+            job = int(conn.execute(INSERT_JOB, values).fetchone()[0])
+        except sqlite3.IntegrityError:
+            other = conn.execute(
+                "SELECT origin FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ?", ident
+            ).fetchone()
+            if other is None:
+                raise
             raise ImportFileError(
                 file,
                 f"job {run.key} on node {node} is already in the ledger from {other[0]}; "
                 "give it another job_id, scheduler or node",
                 run.row or None, "job_id", run.key.job_id,
-            )  # fmt: skip
-        job = int(
-            conn.execute(
-                'INSERT INTO jobs (scheduler, job_id, node, user, start, "end", last_seen, project, phase, '
-                "model, tokens, origin, location, pue, intensity_g_per_kwh, digest, name, gpu_model, "
-                "gpu_count, cpu_model, method, uncertainty_pct) VALUES (:scheduler, :job_id, :node, :user, "
-                ":start, :end, :end, :project, :phase, :model, :tokens, :origin, :location, :pue, "
-                ":intensity, :digest, :name, :gpu_model, :gpu_count, :cpu_model, :method, :uncertainty_pct) "
-                "RETURNING id",
-                {**fields, "scheduler": ident[0], "job_id": ident[1], "node": node, "origin": run.origin},
-            ).fetchone()[0]
-        )
+            ) from None  # fmt: skip
+        stored[run.origin] = (job, digest)
         old_hours: list[int] = []
     else:
-        job = int(found[0])
+        job = found[0]
+        stored[run.origin] = (job, digest)
         conn.execute(
             'UPDATE jobs SET user = :user, start = :start, "end" = :end, last_seen = :end, '
             "project = :project, phase = :phase, model = :model, tokens = :tokens, location = :location, "
@@ -166,21 +186,39 @@ def _store(conn: sqlite3.Connection, run: ImportedRun, file: str) -> str:
             "INSERT INTO usage (job, hour, cpu_seconds, gpu_seconds) VALUES (?, ?, 0, ?)",
             [(job, hour, seconds) for hour, seconds in spread(run.gpu_hours * HOUR_SECONDS, shares)],
         )
-    _rebook_node(conn, node, {*old_hours, *(hour for hour, _ in shares)})
+    dirty.setdefault(node, set()).update(old_hours, (hour for hour, _ in shares))
     return "imported" if found is None else "updated"
 
 
-def _rebook_node(conn: sqlite3.Connection, node: str, hours: set[int]) -> None:
-    """Recompute `node`'s imported node_energy rows in `hours` from its jobs' imported energy."""
+def rebook_nodes(conn: sqlite3.Connection, hours: Mapping[str, set[int]]) -> None:
+    """Recompute the imported node_energy rows of each node's `hours` from its jobs' imported energy.
+
+    One pass for the whole file, not one per run or hour, so an import takes time linear in its rows:
+    `energy` has no index by hour, so the jobs that can have rows in these hours are found by their
+    time span (`jobs_by_end`), and each one's rows by its key.
+    """
+    wanted = [(node, hour) for node, node_hours in hours.items() for hour in node_hours]
+    if not wanted:
+        return
     like = SOURCE_PREFIX + "%"
-    for hour in sorted(hours):
-        conn.execute(
-            "DELETE FROM node_energy WHERE node = ? AND hour = ? AND source LIKE ?", (node, hour, like)
-        )
-        conn.execute(
-            "INSERT INTO node_energy (node, hour, component, source, joules) "
-            "SELECT j.node, e.hour, e.component, e.source, SUM(e.joules) FROM energy e "
-            "JOIN jobs j ON j.id = e.job WHERE j.node = ? AND e.hour = ? AND e.source LIKE ? "
-            "GROUP BY e.component, e.source",
-            (node, hour, like),
-        )
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS rebook (node TEXT, hour INTEGER, PRIMARY KEY (node, hour))")
+    conn.execute("DELETE FROM temp.rebook")
+    conn.executemany("INSERT INTO temp.rebook VALUES (?, ?)", wanted)
+    conn.execute(
+        "DELETE FROM node_energy WHERE source LIKE ? "
+        "AND (node, hour) IN (SELECT node, hour FROM temp.rebook)",
+        (like,),
+    )
+    first, last = min(h for _, h in wanted), max(h for _, h in wanted)
+    # A job has rows only in hours h with start - 3600 < h <= end (a run of no length: hour_of(end)).
+    # `+e.hour`: read each job's rows by its key and look the hour up, not each hour of the file per job.
+    conn.execute(
+        "INSERT INTO node_energy (node, hour, component, source, joules) "
+        "SELECT j.node, e.hour, e.component, e.source, SUM(e.joules) FROM jobs j "
+        "JOIN energy e ON e.job = j.id "
+        'WHERE j."end" >= ? AND j.start < ? AND e.source LIKE ? '
+        "AND EXISTS (SELECT 1 FROM temp.rebook r WHERE r.node = j.node AND r.hour = +e.hour) "
+        "GROUP BY j.node, e.hour, e.component, e.source",
+        (first, last + HOUR_SECONDS, like),
+    )
+    conn.execute("DELETE FROM temp.rebook")

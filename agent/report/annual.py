@@ -7,7 +7,6 @@ prometheus -> figures -> ... The config's `report:` section heads the document a
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from agent.config.settings import Config, ReportConfig
 from agent.report import prometheus
 from agent.report.data import YearReader, history_years
 from agent.report.figures import build
+from agent.units import json_text
 
 FORMATS = ("html", "md", "json", "pdf")
 SALT_ENV = "GREENAI_REPORT_SALT"
@@ -98,7 +98,7 @@ def write_report(doc: dict[str, Any], out: Path, formats: Sequence[str]) -> list
     written = []
     if "json" in formats:
         path = out / "report.json"
-        path.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        path.write_text(json_text(doc, indent=2) + "\n", encoding="utf-8")
         written.append(path)
     if {"md", "html", "pdf"} & set(formats):
         from agent.report.charts import charts

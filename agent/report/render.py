@@ -12,30 +12,33 @@ import html as html_lib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent.report.escape import markdown_cell, markdown_text
 from agent.report.page import CSS, front_rows, organisation, running_title, title
 from agent.report.sections import sections
 
 
 def markdown(doc: Mapping[str, Any], images: Sequence[str]) -> str:
-    """report.md; images are the PNG file names written beside it."""
-    lines = [f"# {title(doc)}", ""]
-    lines += [f"- **{label}**: {'; '.join(values)}" for label, values in front_rows(doc)] + [""]
+    """report.md; images are the PNG file names written beside it. Every text is escaped: the blocks
+    hold plain text (some of it from jobs, users and the config), never Markdown."""
+    md = markdown_text
+    lines = [f"# {md(title(doc))}", ""]
+    lines += [f"- **{md(label)}**: {'; '.join(map(md, values))}" for label, values in front_rows(doc)] + [""]
     for section_title, blocks in sections(doc):
-        lines += [f"## {section_title}", ""]
+        lines += [f"## {md(section_title)}", ""]
         for block in blocks:
             if block[0] == "p":
-                lines += [block[1], ""]
+                lines += [md(block[1]), ""]
             elif block[0] == "img" and block[1] in images:
-                lines += [f"![{block[2]}]({block[1]})", ""]
+                lines += [f"![{md(block[2])}]({block[1]})", ""]
             elif block[0] == "table":
-                lines += [_md_row(block[1]), _md_row(["---"] * len(block[1]))]
+                lines += [_md_row(block[1]), "| " + " | ".join(["---"] * len(block[1])) + " |"]
                 lines += [_md_row(r) for r in block[2]] or [_md_row(["(none)"] + [""] * (len(block[1]) - 1))]
                 lines.append("")
     return "\n".join(lines)
 
 
 def _md_row(cells: Sequence[Any]) -> str:
-    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+    return "| " + " | ".join(markdown_cell(str(c)) for c in cells) + " |"
 
 
 # Sets data-images-ok on <body> once every chart decoded, so a headless browser can check them.

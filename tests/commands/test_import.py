@@ -373,3 +373,14 @@ def test_annotate_an_imported_run(tmp_path: Path) -> None:
     out = run_greenai("annotate", "imported:bloom-176b", "--tokens", "1000000", "--ledger", str(db))
     assert out.returncode == 0, out.stderr
     assert job(db, "imported:bloom-176b")["tokens"] == 1_000_000
+
+
+def test_a_file_over_max_bytes_is_one_line_naming_the_flag_exit_2(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.db"
+    runs = write(tmp_path, RUNS)
+    small = greenai_import("csv", runs, db, "--max-bytes", "50")
+    assert small.returncode == 2 and small.stderr.count("\n") == 1
+    assert "larger than the limit of 50 bytes" in small.stderr and "--max-bytes" in small.stderr
+    endless = greenai_import("codecarbon", Path("/dev/zero"), db)
+    assert endless.returncode == 2 and "limit of 209,715,200 bytes" in endless.stderr
+    assert greenai_import("csv", runs, db, "--max-bytes", str(runs.stat().st_size)).returncode == 0

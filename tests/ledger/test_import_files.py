@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -346,3 +347,127 @@ def test_bad_codecarbon_csv_is_one_line(tmp_path: Path, text: str, expected: str
         parse_codecarbon_csv(path)
     assert "\n" not in str(caught.value)
     assert f"{path}: {expected}" in str(caught.value)
+
+
+# ---- bounds: dates, duration, energy, file size ----
+
+CC_HEAD = "timestamp,run_id,duration,emissions,cpu_energy,gpu_energy,ram_energy,energy_consumed\n"
+
+
+def cc_error(path: Path) -> str:
+    with pytest.raises(ImportFileError) as caught:
+        parse_codecarbon_csv(path)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (
+            "0001-01-01",
+            "9999-12-31",
+            "column 'start': value '0001-01-01': date out of range; runs must lie between 1970 and 2100",
+        ),
+        ("2024-01-01", "2100-01-01", "column 'end': value '2100-01-01': date out of range"),
+        (
+            "1969-12-31T23:59:59Z",
+            "2024-01-01",
+            "column 'start': value '1969-12-31T23:59:59Z': date out of range",
+        ),
+        ("-1", "10", "column 'start': value '-1': epoch seconds out of range (1970 to 2100)"),
+        (
+            "0",
+            "4102444800",
+            "column 'end': value '4102444800': epoch seconds out of range (1970 to 2100); in milliseconds?",
+        ),
+        (
+            "2020-01-01",
+            "2024-01-01",
+            "column 'end': value '2024-01-01': the run would last 1,461 days, more than the 732 allowed",
+        ),
+    ],
+)
+def test_dates_and_duration_are_bounded(tmp_path: Path, start: str, end: str, expected: str) -> None:
+    assert expected in error(write(tmp_path, f"job_id,start,end,energy_kwh\na,{start},{end},1\n"))
+
+
+def test_two_years_is_the_longest_run(tmp_path: Path) -> None:
+    run = one_run(tmp_path, "job_id,start,end,energy_kwh\na,2022-01-01,2024-01-01,1\n")
+    assert run.end - run.start == 730 * 86400
+
+
+@pytest.mark.parametrize(
+    ("columns", "cells", "expected"),
+    [
+        ("energy_kwh", "1e308", "column 'energy_kwh': value '1e308': too large (more than 1e+15)"),
+        (
+            "energy_kwh",
+            "2e9",
+            "column 'energy_kwh': value '2e9': more than 1,000,000,000 kWh (1 TWh) in one run",
+        ),
+        (
+            "gpu_kwh,cpu_kwh",
+            "6e8,6e8",
+            "column 'energy_kwh': value 'cpu_kwh + gpu_kwh + dram_kwh': more than",
+        ),
+        ("energy_kwh,tokens", "1,1e20", "column 'tokens': value '1e20': too large"),
+        ("energy_kwh,gpu_hours", "1,inf", "column 'gpu_hours': value 'inf': not a number"),
+    ],
+)
+def test_energy_and_numbers_are_bounded(tmp_path: Path, columns: str, cells: str, expected: str) -> None:
+    text = f"job_id,start,end,{columns}\na,2024-01-01,2024-01-02,{cells}\n"
+    assert expected in error(write(tmp_path, text))
+
+
+def test_a_whole_terawatt_hour_is_the_largest_run(tmp_path: Path) -> None:
+    assert one_run(tmp_path, "job_id,start,end,energy_kwh\na,2024-01-01,2024-01-02,1e9\n").energy_kwh == 1e9
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (
+            "2024-01-01T00:00:00,r,1e12,1,1,0,0,1",
+            "column 'duration': value '1e12': the run would last 11,574,074 days",
+        ),
+        ("2024-01-01T00:00:00,r,10,1,1e308,0,0,1e308", "column 'cpu_energy': value '1e308': too large"),
+        (
+            "2024-01-01T00:00:00,r,10,1,2e9,0,0,2e9",
+            "column 'cpu_energy': value '2e9': more than 1,000,000,000 kWh",
+        ),
+        (
+            "1971-01-01T00:00:00,r,4e7,1,1,0,0,1",
+            "column 'duration': value '4e7': the run would start before 1970",
+        ),
+        (
+            "2101-01-01T00:00:00,r,10,1,1,0,0,1",
+            "column 'timestamp': value '2101-01-01T00:00:00': date out of range",
+        ),
+    ],
+)
+def test_codecarbon_rows_are_bounded(tmp_path: Path, row: str, expected: str) -> None:
+    assert expected in cc_error(write(tmp_path, CC_HEAD + row + "\n", "emissions.csv"))
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "job_id,start,end,energy_kwh\n" + "".join(f"{i},2024-01-01,2024-01-02,1\n" for i in range(9)),
+    )
+    with pytest.raises(ImportFileError) as caught:
+        parse_runs_csv(path, max_bytes=100)
+    assert str(caught.value) == (
+        f"{path}: larger than the limit of 100 bytes; split the file, or raise the limit with --max-bytes"
+    )
+    assert len(parse_runs_csv(path, max_bytes=path.stat().st_size)) == 9
+
+
+def test_an_endless_device_stops_at_the_limit(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ImportFileError, match="larger than the limit of 209,715,200 bytes"):
+        parse_runs_csv("/dev/zero")
+    with pytest.raises(ImportFileError, match="larger than the limit of 1,000 bytes"):
+        parse_codecarbon_csv("/dev/zero", max_bytes=1000)
+    assert time.monotonic() - started < 10

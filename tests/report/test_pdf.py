@@ -171,7 +171,8 @@ def test_the_front_block_in_json_markdown_and_html(history: dict[str, Path]) -> 
     head = md.split("\n## ", 1)[0]
     assert f"- **Organisation**: {ORGANISATION}" in head
     assert "- **Out of scope**: office IT; business travel" in head
-    assert "- **Contact**: Office of Sustainability <energy@example.org>" in head
+    # Text from the config is escaped: it renders as written, not as a link.
+    assert "- **Contact**: Office of Sustainability &lt;energy@example.org&gt;" in head
     page = (out / "report.html").read_text()
     front = page.split("<header class='front'>", 1)[1].split("</header>", 1)[0]
     for words in FRONT_TEXTS:

@@ -222,6 +222,7 @@ def md_sections(md: str) -> dict[str, dict[str, list[Any]]]:
     out: dict[str, dict[str, list[Any]]] = {}
     for chunk in re.split(r"^## ", md, flags=re.M)[1:]:
         title, _, body = chunk.partition("\n")
+        title = md_plain(title)
         tables: list[Table] = []
         paragraphs = []
         for block in body.strip().split("\n\n"):
@@ -230,13 +231,18 @@ def md_sections(md: str) -> dict[str, dict[str, list[Any]]]:
                 rows = [_md_cells(line) for line in lines if not line.startswith("| ---")]
                 tables.append(rows)
             elif lines and not lines[0].startswith("!["):
-                paragraphs.append(" ".join(lines))
+                paragraphs.append(md_plain(" ".join(lines)))
         out[title] = {"tables": tables, "p": paragraphs}
     return out
 
 
 def _md_cells(line: str) -> list[str]:
-    return [c.strip().replace("\\|", "|") for c in line.strip().strip("|").split(" | ")]
+    return [md_plain(c.strip()) for c in line.strip().strip("|").split(" | ")]
+
+
+def md_plain(text: str) -> str:
+    """What escaped Markdown text reads as: backslash escapes and HTML entities undone."""
+    return html_lib.unescape(re.sub(r"\\(.)", r"\1", text))
 
 
 def table_after(md: str, header_start: str) -> Table:

@@ -9,7 +9,6 @@ docs/cards.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -22,6 +21,7 @@ from agent.commands.card.select import Selection, Subject, embodied_covers, pric
 from agent.commands.failures import EXIT_OK
 from agent.config.checks import ArgumentError
 from agent.config.work import PHASES
+from agent.units import json_text
 
 __all__ = ["PHASES", "Selection", "Subject", "run", "selection"]
 
@@ -44,5 +44,5 @@ def run(
         )
     runs = priced_runs(paths, subject, chosen, model, data)
     fields = card_fields(subject, runs, chosen, embodied_covers(runs), data)
-    out.write(json.dumps(fields, indent=2) + "\n" if fmt == "json" else markdown(fields))
+    out.write(json_text(fields, indent=2) + "\n" if fmt == "json" else markdown(fields))
     return EXIT_OK

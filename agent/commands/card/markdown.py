@@ -13,7 +13,7 @@ import yaml
 
 from agent import __version__
 from agent.commands.card.figures import UNCERTAINTY_DOC, Range, runs_text
-from agent.commands.text import escape
+from agent.report.escape import markdown_cell
 from agent.units import ENERGY_UNITS, MASS_UNITS, sig, table_unit
 from collectors.base import NOT_IN_TOTAL
 
@@ -272,5 +272,5 @@ def kind_cell(kinds: Mapping[str, float]) -> str:
 
 
 def md(text: str) -> str:
-    """Text from jobs, safe in a Markdown table cell: control characters escaped, pipes and newlines too."""
-    return escape(text).replace("|", "\\|")
+    """Text from jobs, users or files, safe in Markdown (a table cell, a heading, running text)."""
+    return markdown_cell(text)
