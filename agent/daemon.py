@@ -178,17 +178,26 @@ def _serve(
 
     host, port = config.listen_address
     statuses = {s.name: s.probe.status for s in sources}
-    families = JobFamilies(config.jobs.labels, jobs.ledger)
+    families = JobFamilies(config.jobs.labels, jobs.ledger, config.api.redact)
     registry = make_registry(lambda: published[0], config.node_name, statuses, families)
+    api = LedgerApi(jobs.ledger, jobs.carbon, config.api.redact)
     try:
-        server = MetricsServer(host, port, registry, jobs.api, config.api.allow_annotate)
+        server = MetricsServer(host, port, registry, api, config.api.allow_annotate, config.web.loaded)
     except OSError as e:
         raise ConfigError(
             f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`"
         ) from None
+    except ValueError as e:  # a certificate that changed since the config was read
+        raise ConfigError(f"web.config_file {config.web.config_file}: {e}") from None
     server.start()
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving metrics on http://%s:%d/metrics every %gs", shown, server.port, config.interval_seconds)
+    log.info(
+        "serving metrics on %s://%s:%d/metrics every %gs",
+        server.scheme,
+        shown,
+        server.port,
+        config.interval_seconds,
+    )
     try:
         _loop(publish, config.interval_seconds, stop, clock)
     finally:

@@ -19,10 +19,12 @@ import yaml
 from agent.config import checks
 from agent.config.carbon import CarbonConfig, carbon_section
 from agent.config.checks import ConfigError
+from agent.config.web import WebConfig, read_web_config
 from agent.config.work import WorkRule, parse_rules
 
 DEFAULT_PORT = 9877
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+REDACTABLE = ("user", "uid", "account", "name")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,17 @@ class WorkConfig:
 class ApiConfig:
     allow_annotate: bool = False
     """Accept POST /api/v1/jobs/<id>/annotate when listening on an address other than loopback."""
+    redact: tuple[str, ...] = ()
+    """Job fields left out of the API (null there) and off the job series' labels on /metrics, for
+    clusters whose users must not see each other: any of user, uid, account, name."""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    config_file: Path | None = None
+    """Prometheus exporter-toolkit web config: TLS and basic auth for every endpoint but /healthz."""
+    loaded: WebConfig = field(default_factory=WebConfig)
+    """What `config_file` says, read and checked when the config is loaded."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ class Config:
     kubernetes: KubernetesConfig = field(default_factory=KubernetesConfig)
     work: WorkConfig = field(default_factory=WorkConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    web: WebSettings = field(default_factory=WebSettings)
     carbon: CarbonConfig = field(default_factory=CarbonConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     source: str = "defaults"
@@ -282,7 +296,8 @@ SCHEMA: checks.Schema = {
         "refresh_seconds": checks.number(1, 86400),
     },
     "work": {"rules": parse_rules},
-    "api": {"allow_annotate": checks.flag},
+    "api": {"allow_annotate": checks.flag, "redact": checks.subset(*REDACTABLE)},
+    "web": {"config_file": checks.optional(checks.path)},
     "carbon": carbon_section,
     "report": report_section,
 }
@@ -300,7 +315,9 @@ def _build(values: Mapping[str, Any]) -> Config:
         "work": WorkConfig,
         "api": ApiConfig,
     }
-    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in (*sections, "collectors")}
+    kwargs: dict[str, Any] = {k: v for k, v in values.items() if k not in (*sections, "collectors", "web")}
+    web_file = values.get("web", {}).get("config_file")
+    kwargs["web"] = WebSettings(web_file, read_web_config(web_file) if web_file else WebConfig())
     kwargs.update({name: cls(**values.get(name, {})) for name, cls in sections.items()})
     return Config(
         **kwargs,

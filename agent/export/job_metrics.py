@@ -42,10 +42,13 @@ class LedgerHealth(Protocol):
 
 
 class JobFamilies:
-    """The job, CO2e and ledger families of one sample's job totals; extra job labels from `labels`."""
+    """The job, CO2e and ledger families of one sample's job totals; extra job labels from `labels`,
+    less those in `redact` (api.redact: the fields that name people stay off /metrics too)."""
 
-    def __init__(self, labels: tuple[str, ...] = (), ledger: LedgerHealth | None = None) -> None:
-        self._labels = labels
+    def __init__(
+        self, labels: tuple[str, ...] = (), ledger: LedgerHealth | None = None, redact: tuple[str, ...] = ()
+    ) -> None:
+        self._labels = tuple(label for label in labels if label not in redact)
         self._ledger = ledger
 
     def families(self, jobs: JobsSnapshot, co2: CarbonTotals | None = None) -> Iterator[Metric]:

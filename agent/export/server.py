@@ -1,11 +1,17 @@
 """The HTTP server: /metrics (rendered from a registry), /api/v1/jobs (JSON, from a JobsApi), /healthz.
 
-It serves on its own daemon thread and never touches hardware: a scrape renders the registry,
-whose collector reads the latest published sample.
+It never touches hardware: a scrape renders the registry, whose collector reads the latest published
+sample. Connections are read by one thread and answered by a fixed pool (agent.export.connections),
+so slow clients cannot multiply threads. With a web config (agent.config.web) it speaks TLS and asks
+for basic auth on every path but /healthz, which says no more than "ok" to probes.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import io
 import ipaddress
 import json
 import logging
@@ -13,13 +19,17 @@ import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+import bcrypt
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from agent.config.web import WebConfig
 from agent.config.work import parse_count
+from agent.export.connections import Connections, Limits
+from agent.units import json_text
 
 log = logging.getLogger("greenai.export")
 
@@ -46,8 +56,70 @@ class JobsApi(Protocol):
     def annotate(self, job_id: str, tokens: int | None, samples: int | None) -> dict[str, Any]: ...
 
 
-MAX_POST_BYTES = 4096
+MAX_POST_BYTES = Limits.max_body_bytes
+MAX_JSON_DEPTH = 32
 ANNOTATE = "/annotate"
+OPEN_PATHS = ("/healthz",)
+"""Served without basic auth: liveness probes that cannot log in; they learn nothing else."""
+
+
+def json_depth(text: bytes) -> int:
+    """How deeply arrays and objects nest in a JSON text, counted before parsing it (which recurses)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in b"]}":
+            depth -= 1
+    return deepest
+
+
+class BasicAuth:
+    """Checks `Authorization: Basic` against bcrypt hashes; a right answer is remembered, since bcrypt
+    is slow on purpose and Prometheus sends the same credentials every scrape."""
+
+    MAX_REMEMBERED = 64
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self._users = {name: hashed.encode() for name, hashed in users.items()}
+        self._known: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def allows(self, header: str | None) -> bool:
+        if not self._users:
+            return True
+        scheme, _, encoded = (header or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        hashed = self._users.get(user)
+        if not sep or hashed is None:
+            return False
+        token = hashlib.sha256(b"\0".join((user.encode(), password.encode(), hashed))).digest()
+        with self._lock:
+            if token in self._known:
+                return True
+        if not bcrypt.checkpw(password.encode(), hashed):
+            return False
+        with self._lock:
+            if len(self._known) >= self.MAX_REMEMBERED:
+                self._known.clear()
+            self._known.add(token)
+        return True
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +133,31 @@ def is_loopback(host: str) -> bool:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
+    """Answers one request that the connection reader has read whole: `request` is (socket, bytes)."""
+
+    server: MetricsServer  # type: ignore[assignment]
+    request: tuple[socket.socket, bytes]
+
+    def setup(self) -> None:
+        sock, data = self.request
+        self.connection = sock
+        self.rfile = io.BytesIO(data)
+        self.wfile = sock.makefile("wb")
+
+    def parse_request(self) -> bool:
+        """The request line and headers, then basic auth and the method: False when answered already."""
+        if not super().parse_request():
+            return False
+        path = urllib.parse.urlsplit(self.path).path
+        if path not in OPEN_PATHS and not self.server.auth.allows(self.headers.get("Authorization")):
+            self._reply(401, "text/plain; charset=utf-8", b"unauthorized\n",
+                        {"WWW-Authenticate": 'Basic realm="greenai", charset="UTF-8"'})  # fmt: skip
+            return False
+        allowed = "POST" if path.startswith("/api/v1/jobs/") and path.endswith(ANNOTATE) else "GET"
+        if self.command != allowed:
+            self._reply(405, "text/plain; charset=utf-8", b"method not allowed\n", {"Allow": allowed})
+            return False
+        return True
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -110,11 +206,14 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length", ""))
         except ValueError:
             raise ValueError("a Content-Length header is required") from None
-        if not 0 < length <= MAX_POST_BYTES:
+        if not 0 < length <= MAX_POST_BYTES:  # the reader answered 413 above the limit
             raise ValueError(f"the body must be 1 to {MAX_POST_BYTES} bytes")
+        text = self.rfile.read(length)  # already in memory: the reader waited for all of it
+        if json_depth(text) > MAX_JSON_DEPTH:
+            raise ValueError(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
         try:
-            body = json.loads(self.rfile.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            body = json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
             raise ValueError(f"the body is not JSON: {e}") from None
         if not isinstance(body, dict) or not body or set(body) - {"tokens", "samples"}:
             raise ValueError('the body must be {"tokens": N} and/or {"samples": N}')
@@ -150,10 +249,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": "internal error; see the agent's log"})
 
     def _json(self, status: int, value: object) -> None:
-        self._reply(status, "application/json", json.dumps(value, indent=1).encode() + b"\n")
+        self._reply(status, "application/json", json_text(value, indent=1).encode() + b"\n")
 
-    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+    def _reply(
+        self, status: int, content_type: str, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -163,10 +266,8 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class MetricsServer(ThreadingHTTPServer):
-    """Serves /metrics from a registry on its own daemon thread."""
-
-    daemon_threads = True
+class MetricsServer:
+    """Serves /metrics, the API and /healthz from a registry, on threads of its own."""
 
     def __init__(
         self,
@@ -175,22 +276,34 @@ class MetricsServer(ThreadingHTTPServer):
         registry: CollectorRegistry,
         jobs_api: JobsApi | None = None,
         allow_annotate: bool = False,
+        web: WebConfig | None = None,
+        limits: Limits | None = None,
     ) -> None:
-        """`allow_annotate`: serve POST .../annotate beyond loopback too (api.allow_annotate)."""
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        """`allow_annotate`: serve POST .../annotate beyond loopback too (api.allow_annotate);
+        `web`: TLS and basic auth (web.config_file). Raises OSError when `host:port` cannot be bound."""
+        web = web or WebConfig()
+        limits = limits or Limits()
         self.registry = registry
         self.jobs_api = jobs_api
         self.allow_annotate = allow_annotate or is_loopback(host)
-        super().__init__((host, port), _Handler)
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        self.auth = BasicAuth(web.basic_auth_users)
+        self.scheme = "https" if web.tls is not None else "http"
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family, backlog=limits.backlog)
+        self.server_address = self._listener.getsockname()
+        tls = web.tls.context() if web.tls is not None else None
+        self._connections = Connections(self._listener, self._answer, limits, tls)
+
+    def _answer(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        _Handler((sock, request), address, self)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:
         return int(self.server_address[1])
 
     def start(self) -> None:
-        self._thread.start()
+        self._connections.start()
 
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        self._connections.stop()
+        self._listener.close()
