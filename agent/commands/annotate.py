@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TextIO
 
@@ -10,6 +9,7 @@ from agent.commands.failures import EXIT_OK
 from agent.config.checks import ArgumentError
 from agent.config.work import parse_count
 from agent.ledger.annotate import annotate_file
+from agent.units import json_text
 
 
 def run(
@@ -24,7 +24,7 @@ def run(
     samples = None if samples_text is None else parse_count(samples_text, "--samples", text=True)
     summary = annotate_file(path, job, node, tokens, samples)
     if as_json:
-        print(json.dumps(summary.as_dict(), indent=2), file=out)
+        print(json_text(summary.as_dict(), indent=2), file=out)
     else:
         counts = {"tokens": summary.tokens, "samples": summary.samples}
         print(

@@ -4,7 +4,6 @@ contracts), and what to do about problems."""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from agent.carbon.datafiles import CarbonDataError
 from agent.carbon.model import CarbonModel, Site, build_site, location_key, site_configs
 from agent.config.settings import Config
 from agent.live.sources import Source, probe_sources
+from agent.units import json_text
 from collectors.base import Probe, Status
 from collectors.jobs.cgroups import JobDiscovery
 from collectors.jobs.slurm import SlurmMetadata
@@ -345,7 +345,7 @@ def run(
             {"name": name, "status": p.status.value, "reason": p.reason, "fix": p.fix} for name, p in checks
         ]
         report["carbon"] = carbon_json(carbon)
-        out.write(json.dumps(report, indent=2) + "\n")
+        out.write(json_text(report, indent=2) + "\n")
     else:
         print_report(sources, checks, config.node_name, out, carbon)
     return 0 if any(s.active for s in sources) and carbon.ok else 1
