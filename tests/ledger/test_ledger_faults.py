@@ -290,3 +290,82 @@ def test_usage_of_a_job_without_energy_that_interval_is_stored_and_later_flushes
     ) == [("77", 0.5, 2.0)]
     other = open_readonly(path).job("77")
     assert (other.cpu_seconds, other.gpu_seconds, other.by_component()["total"]) == (0.5, 2.0, 0.0)
+
+
+# ---- what the pending sums must keep: metadata of two reports, usage and useful work through a failure --
+
+
+def test_two_reports_of_a_job_in_one_batch_keep_what_each_knew(ledger: Ledger) -> None:
+    ledger.job_seen(JOB, JobInfo(user="alice", uid=1000, gpu_model="NVIDIA H100 80GB HBM3", gpu_count=4), T0)
+    ledger.record(
+        T0 + 1, {JOB: (JobInfo(name="train", account="ml", gpu_count=2), {GPU: 1.0})}, {}, {GPU: 1.0}
+    )
+    ledger.job_seen(JOB, JobInfo(uid=None, gpu_count=None, cpu_model="AMD EPYC 9654"), T0 + 2)
+    for view in (ledger.live_job("4242"), None):
+        if view is None:
+            assert ledger.flush()
+            view = ledger.live_job("4242")
+        info = view.info
+        assert (info.user, info.uid, info.name, info.account) == ("alice", 1000, "train", "ml")
+        assert (info.gpu_model, info.gpu_count, info.cpu_model) == (
+            "NVIDIA H100 80GB HBM3",
+            4,
+            "AMD EPYC 9654",
+        )
+        assert view.start == T0 and view.last_seen == T0 + 2
+
+
+def test_a_job_seen_again_a_minute_after_its_end_is_the_same_job_and_later_a_new_one(ledger: Ledger) -> None:
+    ledger.job_seen(JOB, ALICE, T0)
+    ledger.job_ended(JOB, T0 + 10)
+    assert ledger.flush()
+    ledger.job_seen(JOB, ALICE, T0 + 70)  # exactly REUSE_GAP_SECONDS after the end: the same job
+    assert ledger.flush()
+    assert [(s.run, s.end) for s in ledger.live_jobs()] == [(1, None)]
+    ledger.job_ended(JOB, T0 + 80)
+    assert ledger.flush()
+    ledger.job_seen(JOB, ALICE, T0 + 140.5)  # just over a minute after: the id was reused
+    assert ledger.flush()
+    assert [(s.run, s.start) for s in ledger.live_jobs()] == [(1, T0), (2, T0 + 140.5)]
+
+
+def test_usage_and_useful_work_recorded_during_a_failed_flush_survive(path: Path) -> None:
+    led = Ledger(path, "node1", FakeClock(T0), background=False, busy_timeout_s=2.0)
+    try:
+        led.record(
+            T0 + 1, {JOB: (ALICE, {GPU: 1.0})}, {}, {GPU: 1.0}, gpu_seconds={JOB: 2.0}, cpu_seconds={JOB: 1.0}
+        )
+        led.annotate("4242", 1000, None)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        flusher = threading.Thread(target=led.flush)
+        flusher.start()
+        wait_for(lambda: led.pending_rows == 0 or None, 5, "the flush to take its batch")
+        led.record(T0 + 2, {}, {}, {}, gpu_seconds={JOB: 3.0}, cpu_seconds={JOB: 0.5})
+        assert flusher.is_alive()  # so that usage was recorded while the write failed
+        flusher.join()
+        holder.execute("ROLLBACK")
+        holder.close()
+        assert not led.last_flush_ok
+        led.annotate("4242", 500, 7)  # onto the failed batch's 1000 tokens; samples start from none
+        live = led.live_job("4242")
+        assert (live.gpu_seconds, live.cpu_seconds, live.tokens, live.samples) == (5.0, 1.5, 1500, 7)
+        assert led.flush()
+    finally:
+        led.close()
+    stored = open_readonly(path).job("4242")
+    assert (stored.gpu_seconds, stored.cpu_seconds, stored.tokens, stored.samples) == (5.0, 1.5, 1500, 7)
+
+
+def test_the_live_view_filters_as_the_reader_does(ledger: Ledger, path: Path) -> None:
+    ledger.job_seen(JOB, ALICE, T0)
+    ledger.job_ended(JOB, T0 + 100)
+    ledger.job_seen(OTHER, JobInfo(user="bob"), T0 + 200)
+    for _ in range(2):  # the pending news, then the same once stored
+        assert [s.job_id for s in ledger.live_jobs(user="bob")] == ["77"]
+        assert [s.job_id for s in ledger.live_jobs(since=T0 + 150)] == ["77"]
+        assert [s.job_id for s in ledger.live_jobs(running=False)] == ["4242"]
+        assert ledger.flush()
+    reader = open_readonly(path)
+    assert [s.job_id for s in reader.jobs(user="bob")] == ["77"]
+    assert [s.job_id for s in reader.jobs(since=T0 + 150)] == ["77"]
