@@ -214,7 +214,7 @@ def counter_step(
         if most is not None and delta > most:
             return Step(0, Outcome.IMPLAUSIBLE)
         return Step(delta, Outcome.MOVED)
-    if wrap is not None and wrap > previous:
+    if wrap is not None and wrap >= previous:  # a counter at its very top wraps too
         delta = wrap - previous + current
         if most is None or delta <= most:
             return Step(delta, Outcome.WRAPPED)

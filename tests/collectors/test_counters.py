@@ -19,11 +19,13 @@ from collectors.base import (
     MARGIN,
     Outcome,
     Status,
+    Step,
     ceiling,
     counter_delta,
     counter_step,
     is_outage,
     max_delta,
+    outage_source,
 )
 from collectors.rapl import RaplCollector
 from tests.support.clock import FakeClock
@@ -290,3 +292,16 @@ def test_a_zone_that_cannot_be_read_is_down_and_its_energy_set_apart(
     assert snap.interval_j[("cpu", "package-1", "rapl")] == pytest.approx(50.0)
     assert snap.interval_j[("cpu", "package-1", "rapl_outage")] == pytest.approx(100.0)
     assert sum(snap.interval_j.values()) == pytest.approx(100.0 + 150.0 + 10.0)
+
+
+def test_the_bounds_themselves() -> None:
+    assert counter_step(1_000, 250, wrap=1_000) == Step(250, Outcome.WRAPPED)  # from the very top
+    assert counter_step(0, 400, most=400) == Step(400, Outcome.MOVED)  # exactly the most: plausible
+    assert counter_step(0, 401, most=400) == Step(0, Outcome.IMPLAUSIBLE)
+    assert counter_step(900, 300, wrap=1_000, most=400) == Step(400, Outcome.WRAPPED)
+    assert counter_step(900, 301, wrap=1_000, most=400) == Step(0, Outcome.RESET)
+
+
+def test_only_measured_sources_have_an_outage_label() -> None:
+    assert outage_source("nvml") == "nvml_outage" and outage_source("rapl") == "rapl_outage"
+    assert outage_source("estimate") is None  # the model covers a gap from its next reading

@@ -328,3 +328,48 @@ def test_attribution_does_not_depend_on_the_order_of_jobs_or_parties(
     assert set(one.unattributed) == set(other.unattributed)
     for key, joules in one.unattributed.items():
         assert other.unattributed[key] == pytest.approx(joules, rel=1e-9, abs=1e-6)
+
+
+# ---- the thresholds themselves: small figures are still shared ----
+
+
+def test_a_node_busy_less_than_a_cpu_second_still_shares_its_active_energy() -> None:
+    node = NodeInterval(seconds=1.0, cpu_busy_s=0.8, cpus=4, memory_used_bytes=0)
+    interval = Interval(energy_j={CPU: 10.0}, node=node, jobs={A: JobInterval(cpu_s=0.4, memory_bytes=0)})
+    assert attribute(interval).jobs[A][CPU] == pytest.approx(5.0, rel=1e-12)
+
+
+def test_idle_energy_under_a_joule_is_still_shared() -> None:
+    jobs = {A: JobInterval(cpu_s=0.0, memory_bytes=0, cpus_allocated=2)}
+    interval = Interval(energy_j={CPU: 0.5}, idle_w={CPU: 0.5}, node=NODE, jobs=jobs)
+    assert attribute(interval, "share").jobs[A][CPU] == pytest.approx(0.25, rel=1e-12)  # 2 of 4 CPUs
+
+
+def test_a_gpu_at_under_one_percent_sm_is_split_by_sm_not_memory() -> None:
+    parties = (GpuParty(A, 0.5, 1 << 30), GpuParty(B, 0.25, 1 << 30))
+    result = attribute(
+        Interval(energy_j={GPU0: 30.0}, node=NODE, jobs={}, gpus={"gpu0": GpuInterval(parties)})
+    )
+    assert result.jobs[A][GPU0] == pytest.approx(20.0, rel=1e-12)
+    assert result.jobs[B][GPU0] == pytest.approx(10.0, rel=1e-12)
+
+
+def test_a_zero_length_interval_attributes_without_dividing_by_zero() -> None:
+    node = NodeInterval(seconds=0.0, cpu_busy_s=0.0, cpus=4, memory_used_bytes=0)
+    interval = Interval(
+        energy_j={CPU: 1.0}, idle_w={CPU: 10.0}, node=node, jobs={A: JobInterval(cpu_s=0.0, memory_bytes=0)}
+    )
+    result = attribute(interval, "share")
+    assert_conserved(interval, result)
+    assert result.unattributed[CPU] == pytest.approx(1.0)
+
+
+def test_mig_instance_shares_are_clamped_to_the_whole_gpu() -> None:
+    gpu = GpuInterval(
+        instances={"gi1": (1.5, (GpuParty(A, 50.0, 1),)), "gi2": (0.5, (GpuParty(B, 50.0, 1),))}
+    )
+    result = attribute(Interval(energy_j={GPU0: 90.0}, node=NODE, jobs={}, gpus={"gpu0": gpu}))
+    estimated = ("gpu", "gpu0", "estimate")
+    # 1.5 claims more than the GPU: taken as 1, then both scaled to the 1.5 claimed: 2/3 and 1/3.
+    assert result.jobs[A][estimated] == pytest.approx(60.0, rel=1e-12)
+    assert result.jobs[B][estimated] == pytest.approx(30.0, rel=1e-12)
