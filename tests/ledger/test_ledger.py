@@ -23,6 +23,7 @@ from agent.units import hour_of
 from collectors.workloads import JobInfo, JobKey
 from tests.support.clock import FakeClock
 from tests.support.processes import REPO, wait_for
+from tests.support.sqlite_rows import rows
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z, an hour start
 JOB = JobKey("slurm", "4242")
@@ -40,14 +41,6 @@ def tick(ledger: Ledger, t: float, job_j: float = 2.0, idle_j: float = 1.0, key:
         gpu_seconds={key: 1.0},
         cpu_seconds={key: 0.5},
     )
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql).fetchall())
-    finally:
-        conn.close()
 
 
 @pytest.fixture

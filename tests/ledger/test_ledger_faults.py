@@ -23,6 +23,7 @@ from agent.ledger.writer import Ledger
 from collectors.workloads import JobInfo, JobKey
 from tests.support.clock import FakeClock
 from tests.support.processes import REPO, AgentProcess, run_greenai, wait_for
+from tests.support.sqlite_rows import rows
 
 T0 = 1_714_521_600.0  # 2024-05-01T00:00:00Z, an hour start
 JOB, OTHER = JobKey("slurm", "4242"), JobKey("slurm", "77")
@@ -35,14 +36,6 @@ ESTIMATE_ONLY = {"LD_LIBRARY_PATH": "/nonexistent"}
 def tick(ledger: Ledger, t: float, joules: float, key: JobKey = JOB) -> None:
     """One interval: `joules` of GPU energy for `key`, as much for the node."""
     ledger.record(t, {key: (ALICE, {GPU: joules})}, unattributed={}, node={GPU: joules})
-
-
-def rows(path: Path, sql: str) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.execute(sql).fetchall())
-    finally:
-        conn.close()
 
 
 def node_rows(path: Path) -> int | None:

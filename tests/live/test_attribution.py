@@ -25,6 +25,15 @@ DRAM = ("dram", "package-0", "rapl")
 GPU0 = ("gpu", "gpu0", "nvml")
 PSYS = ("platform", "psys", "rapl")
 NODE = NodeInterval(seconds=1.0, cpu_busy_s=2.0, cpus=4, memory_used_bytes=10_000)
+KEYS = [
+    CPU,
+    ("cpu", "package-1", "rapl"),
+    DRAM,
+    GPU0,
+    ("gpu", "gpu1", "nvml"),
+    PSYS,
+    ("cpu", "node", "estimate"),
+]
 
 
 def assert_conserved(interval: Interval, result: Attribution) -> None:
@@ -150,15 +159,7 @@ def test_unknown_policy_is_refused() -> None:
 @pytest.mark.parametrize("seed", range(200))
 def test_energy_is_conserved_on_random_intervals(seed: int) -> None:
     rng = random.Random(seed)
-    keys = [
-        CPU,
-        ("cpu", "package-1", "rapl"),
-        DRAM,
-        GPU0,
-        ("gpu", "gpu1", "nvml"),
-        PSYS,
-        ("cpu", "node", "estimate"),
-    ]
+    keys = KEYS
     job_keys = [JobKey("slurm", str(i)) for i in range(rng.randint(0, 30))]
     jobs = {
         k: JobInterval(
@@ -240,15 +241,6 @@ def test_mig_instances_that_claim_more_than_the_gpu_are_scaled_down() -> None:
 PATIENT = settings(deadline=None)
 """No time limit per example: a busy 2-core machine must not fail a property."""
 JOBS = [JobKey("slurm", str(i)) for i in range(6)]
-KEYS = [
-    CPU,
-    ("cpu", "package-1", "rapl"),
-    DRAM,
-    GPU0,
-    ("gpu", "gpu1", "nvml"),
-    PSYS,
-    ("cpu", "node", "estimate"),
-]
 JOULES = st.floats(0.0, 1e7, allow_nan=False) | st.just(0.0)
 
 
