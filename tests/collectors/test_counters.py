@@ -17,6 +17,7 @@ from agent.live.sampler import Sampler
 from agent.live.snapshot import Published, Snapshot
 from collectors.base import (
     MARGIN,
+    CollectorError,
     Outcome,
     Status,
     Step,
@@ -305,3 +306,8 @@ def test_the_bounds_themselves() -> None:
 def test_only_measured_sources_have_an_outage_label() -> None:
     assert outage_source("nvml") == "nvml_outage" and outage_source("rapl") == "rapl_outage"
     assert outage_source("estimate") is None  # the model covers a gap from its next reading
+
+
+def test_a_collector_error_says_what_failed() -> None:
+    error = CollectorError("read_failed", "rapl: all 2 energy_uj reads failed")
+    assert str(error) == "rapl: all 2 energy_uj reads failed" and error.reason == "read_failed"

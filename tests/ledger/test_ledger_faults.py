@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agent.ledger.files import lock_path
+from agent.ledger.pending import Pending, add_counts
 from agent.ledger.read import open_readonly
 from agent.ledger.schema import LedgerError, LedgerLocked
 from agent.ledger.writer import Ledger
@@ -362,3 +363,28 @@ def test_the_live_view_filters_as_the_reader_does(ledger: Ledger, path: Path) ->
     reader = open_readonly(path)
     assert [s.job_id for s in reader.jobs(user="bob")] == ["77"]
     assert [s.job_id for s in reader.jobs(since=T0 + 150)] == ["77"]
+
+
+def test_later_news_of_what_the_work_was_wins_and_the_gpu_count_only_grows(ledger: Ledger) -> None:
+    ledger.job_seen(JOB, JobInfo(project="llm", phase="pretraining", model="m1", gpu_count=2), T0)
+    ledger.job_seen(JOB, JobInfo(phase="fine-tuning", gpu_count=8), T0 + 1)  # reclassified, more GPUs
+    ledger.job_seen(JOB, JobInfo(gpu_count=4), T0 + 2)
+    for _ in range(2):  # pending, then stored
+        info = ledger.live_job("4242").info
+        assert (info.project, info.phase, info.model, info.gpu_count) == ("llm", "fine-tuning", "m1", 8)
+        assert ledger.flush()
+
+
+def test_a_batch_of_one_unattributed_row_is_written(ledger: Ledger, path: Path) -> None:
+    ledger.record(T0 + 1, {}, unattributed={CPU: 3.0}, node={})  # no job at all this interval
+    assert ledger.flush()
+    assert rows(path, "SELECT component, joules FROM unattributed") == [("cpu", 3.0)]
+
+
+def test_pending_useful_work_adds_where_both_batches_have_some() -> None:
+    older, newer = Pending(), Pending()
+    older.useful[JOB] = (1000, None)
+    newer.useful[JOB] = (500, 7)
+    older.absorb(newer)
+    assert older.useful[JOB] == (1500, 7)
+    assert add_counts(3, None) == 3 and add_counts(None, 4) == 4 and add_counts(None, None) is None
