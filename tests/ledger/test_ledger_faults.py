@@ -383,8 +383,8 @@ def test_a_batch_of_one_unattributed_row_is_written(ledger: Ledger, path: Path) 
 
 def test_pending_useful_work_adds_where_both_batches_have_some() -> None:
     older, newer = Pending(), Pending()
-    older.useful[JOB] = (1000, None)
-    newer.useful[JOB] = (500, 7)
+    older.useful[JOB], older.useful[OTHER] = (1000, None), (None, 3)
+    newer.useful[JOB], newer.useful[OTHER] = (500, 7), (None, 4)
     older.absorb(newer)
-    assert older.useful[JOB] == (1500, 7)
+    assert older.useful == {JOB: (1500, 7), OTHER: (None, 7)}
     assert add_counts(3, None) == 3 and add_counts(None, 4) == 4 and add_counts(None, None) is None
