@@ -41,53 +41,37 @@ UNCERTAINTY_TEXT = (
 
 def energy_sources(data: YearData) -> list[dict[str, Any]]:
     """Per ledger source: its kind, how it was obtained, kWh, range and the basis of its accuracy."""
-    rows: dict[str, dict[str, Any]] = {}
+    tallies: dict[str, Tally] = {}
+    methods: dict[str, set[str]] = {}
+    bases: dict[str, set[str]] = {}
 
     def book(source: str, kwh: float, declared: float | None, method: str) -> None:
-        row = rows.setdefault(
-            source,
-            {
-                "source": source,
-                "kind": kind_of(source),
-                "kwh": 0.0,
-                "low_kwh": 0.0,
-                "high_kwh": 0.0,
-                "unquantified_kwh": 0.0,
-                "methods": set(),
-                "bases": set(),
-            },
-        )
-        acc = accuracy_of(source, declared)
-        row["kwh"] += kwh
-        if acc.minus is None or acc.plus is None:
-            row["unquantified_kwh"] += kwh
-            row["low_kwh"] += kwh
-            row["high_kwh"] += kwh
-        else:
-            row["low_kwh"] += kwh * (1 - acc.minus)
-            row["high_kwh"] += kwh * (1 + acc.plus)
-        row["methods"].add(method_of(source, method))
-        row["bases"].add(acc.basis)
+        tallies.setdefault(source, Tally()).add(source, kwh, declared, method)
+        methods.setdefault(source, set()).add(method_of(source, method))
+        bases.setdefault(source, set()).add(accuracy_of(source, declared).basis)
 
     for j in data.jobs.values():
         for source, kwh in j.energy.by_source.items():
             book(source, kwh, j.uncertainty_pct, j.method)
     for source, kwh in data.unattributed.by_source.items():
         book(source, kwh, None, "")
-    total = sum(r["kwh"] for r in rows.values())
-    out = []
-    for row in sorted(rows.values(), key=lambda r: (KINDS.index(r["kind"]), -r["kwh"], r["source"])):
-        if row["kwh"] <= 0:
-            continue
-        out.append(
-            {
-                **{k: v for k, v in row.items() if k not in ("methods", "bases")},
-                "share": row["kwh"] / total if total else None,
-                "method": "; ".join(sorted(row["methods"])),
-                "accuracy_basis": " ".join(sorted(row["bases"])),
-            }
-        )
-    return out
+    total = sum(t.total for t in tallies.values())
+    order = sorted(tallies, key=lambda s: (KINDS.index(kind_of(s)), -tallies[s].total, s))
+    return [
+        {
+            "source": source,
+            "kind": kind_of(source),
+            "kwh": t.total,
+            "low_kwh": t.low,
+            "high_kwh": t.high,
+            "unquantified_kwh": t.unquantified,
+            "share": t.total / total if total else None,
+            "method": "; ".join(sorted(methods[source])),
+            "accuracy_basis": " ".join(sorted(bases[source])),
+        }
+        for source, t in ((s, tallies[s]) for s in order)
+        if t.total > 0
+    ]
 
 
 def method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any], energy: Tally) -> dict[str, Any]:
