@@ -204,6 +204,35 @@ class Tally:
         }
 
 
+@dataclass
+class Spread:
+    """A figure (CO2e, energy) summed over parts, each part's range scaled by its own energy's range;
+    a part of no stated accuracy counts at its value at both ends. No range at all when no part had
+    energy of a stated accuracy."""
+
+    value: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    known: bool = False
+
+    def add(self, value: float, energy: Tally) -> None:
+        low, high = energy.scaled(value)
+        self.value += value
+        self.low += value if low is None else low
+        self.high += value if high is None else high
+        self.known = self.known or energy.quantified
+
+    def absorb(self, other: Spread) -> None:
+        self.value += other.value
+        self.low += other.low
+        self.high += other.high
+        self.known = self.known or other.known
+
+    def bounds(self, unit: float = 1.0) -> tuple[float | None, float | None]:
+        """(low, high) divided by `unit`; (None, None) when not known."""
+        return (self.low / unit, self.high / unit) if self.known else (None, None)
+
+
 def tally(parts: Iterable[tuple[str, float]], declared_pct: float | None = None, method: str = "") -> Tally:
     """A Tally of (source, kWh) pairs."""
     out = Tally()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.carbon.model import CarbonModel
-from agent.ledger.provenance import ESTIMATED, IMPORTED, MEASURED, Tally, kinds_sentence
+from agent.ledger.provenance import ESTIMATED, IMPORTED, MEASURED, Spread, Tally, kinds_sentence
 from agent.ledger.summary import iso
 from agent.report.data import JobTotals, YearData
 from agent.report.quality import method, quality
@@ -33,27 +33,27 @@ class Part:
     """Energy by source and the range of its CO2e (grams), added up over jobs or sites."""
 
     energy: Tally = field(default_factory=Tally)
-    location_g: list[float] = field(default_factory=lambda: [0.0, 0.0])
-    market_g: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    location_g: Spread = field(default_factory=Spread)
+    market_g: Spread = field(default_factory=Spread)
 
     def add(self, energy: Tally, location_g: float, market_g: float) -> None:
         self.energy.absorb(energy)
-        for into, grams in ((self.location_g, location_g), (self.market_g, market_g)):
-            low, high = energy.scaled(grams)
-            into[0] += grams if low is None else low
-            into[1] += grams if high is None else high
+        self.location_g.add(location_g, energy)
+        self.market_g.add(market_g, energy)
 
     def fields(self) -> dict[str, Any]:
         """The range and kinds fields of a group row."""
         known = self.energy.quantified  # no range at all when no part has a stated accuracy
+        location_low, location_high = self.location_g.bounds(1000.0)
+        market_low, market_high = self.market_g.bounds(1000.0)
         return {
             "it_kwh_low": self.energy.low if known else None,
             "it_kwh_high": self.energy.high if known else None,
             "unquantified_kwh": self.energy.unquantified,
-            "location_kg_low": self.location_g[0] / 1000.0 if known else None,
-            "location_kg_high": self.location_g[1] / 1000.0 if known else None,
-            "market_kg_low": self.market_g[0] / 1000.0 if known else None,
-            "market_kg_high": self.market_g[1] / 1000.0 if known else None,
+            "location_kg_low": location_low,
+            "location_kg_high": location_high,
+            "market_kg_low": market_low,
+            "market_kg_high": market_high,
             "provenance": self.energy.as_dict(),
         }
 
@@ -167,9 +167,8 @@ def build(
 
 def _merge(into: Part, part: Part) -> None:
     into.energy.absorb(part.energy)
-    for mine, theirs in ((into.location_g, part.location_g), (into.market_g, part.market_g)):
-        mine[0] += theirs[0]
-        mine[1] += theirs[1]
+    into.location_g.absorb(part.location_g)
+    into.market_g.absorb(part.market_g)
 
 
 def _sites(data: YearData) -> dict[str, Part]:

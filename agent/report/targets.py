@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from agent.ledger.provenance import Tally
+from agent.ledger.provenance import Spread, Tally
 from agent.report.data import JobTotals, YearData
 
 TRAINING_PHASES = ("pretraining", "fine-tuning")
@@ -62,17 +62,16 @@ def _figures(tasks: Sequence[JobTotals]) -> dict[str, Any]:
     counted = [j for j in tasks if j.samples]
     samples = sum(j.samples or 0 for j in counted)
     energy = Tally()
-    low = high = 0.0
+    spread = Spread()
     for j in tasks:
         energy.absorb(j.energy)
-        lo, hi = j.energy.scaled(j.location_g / 1000.0)
-        low += j.location_g / 1000.0 if lo is None else lo
-        high += j.location_g / 1000.0 if hi is None else hi
+        spread.add(j.location_g / 1000.0, j.energy)
+    low, high = spread.bounds()
     return {
         "count": len(tasks),
         "location_kg_total": sum(kg),
-        "location_kg_low": low if energy.quantified else None,
-        "location_kg_high": high if energy.quantified else None,
+        "location_kg_low": low,
+        "location_kg_high": high,
         "market_kg_total": sum(j.market_g for j in tasks) / 1000.0,
         "location_kg_mean": sum(kg) / len(kg) if kg else None,
         "location_kg_median": statistics.median(kg) if kg else None,

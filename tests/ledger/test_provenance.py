@@ -10,6 +10,7 @@ from agent.ledger.provenance import (
     ESTIMATED,
     IMPORTED,
     MEASURED,
+    Spread,
     Tally,
     accuracy_of,
     kind_of,
@@ -78,3 +79,15 @@ def test_an_empty_tally_claims_nothing() -> None:
     assert t.shares() == {MEASURED: None, ESTIMATED: None, IMPORTED: None}
     assert t.range_dict() == {"value": 0.0, "low": None, "high": None}
     assert kinds_sentence(t) == "No energy was recorded."
+
+
+def test_a_spread_scales_each_part_by_its_own_energy() -> None:
+    spread = Spread()
+    spread.add(100.0, tally([("nvml", 10.0)]))  # +/-5 %
+    spread.add(50.0, tally([("import:csv", 1.0)]))  # unknown: at its value at both ends
+    assert (spread.value, spread.bounds()) == (150.0, (pytest.approx(145.0), pytest.approx(155.0)))
+    unknown = Spread()
+    unknown.add(50.0, tally([("import:csv", 1.0)]))
+    assert unknown.bounds() == (None, None)  # no part of stated accuracy: no range at all
+    unknown.absorb(spread)
+    assert unknown.value == 200.0 and unknown.bounds(10.0) == (pytest.approx(19.5), pytest.approx(20.5))

@@ -12,7 +12,7 @@ from typing import Any
 from agent.carbon.data import CodecarbonData, place_name
 from agent.carbon.model import Emissions, total
 from agent.ledger.job_carbon import JobCarbon, describe
-from agent.ledger.provenance import ESTIMATED, IMPORTED, KINDS, MEASURED, Tally, kind_of, method_of
+from agent.ledger.provenance import ESTIMATED, IMPORTED, KINDS, MEASURED, Spread, Tally, kind_of, method_of
 from agent.ledger.summary import JobSummary
 from agent.units import HOUR_SECONDS, share_text
 
@@ -37,20 +37,11 @@ def tally(runs: Iterable[JobCarbon]) -> Tally:
 def bounds(runs: Iterable[JobCarbon], figure: Callable[[JobCarbon], float]) -> dict[str, float | None]:
     """{value, low, high} of a figure summed over runs, each run's part scaled by its own energy's range;
     low and high None when no run has energy of a stated accuracy (a range would claim to know it)."""
-    value = low = high = 0.0
-    known = False
+    spread = Spread()
     for r in runs:
-        part = figure(r)
-        kinds = r.job.provenance()
-        lo, hi = kinds.scaled(part)
-        value += part
-        if lo is None or hi is None:
-            lo = hi = part
-        elif kinds.unquantified < kinds.total:
-            known = True
-        low += lo
-        high += hi
-    return {"value": value, "low": low if known else None, "high": high if known else None}
+        spread.add(figure(r), r.job.provenance())
+    low, high = spread.bounds()
+    return {"value": spread.value, "low": low, "high": high}
 
 
 def span_seconds(jobs: Sequence[JobSummary]) -> float:
