@@ -18,10 +18,31 @@ from typing import Protocol
 Clock = Callable[[], float]
 """A monotonic clock in seconds; tests pass a fake one they step by hand."""
 
-COMPONENTS = ("cpu", "dram", "gpu", "platform")
-NOT_IN_TOTAL = frozenset({"platform"})
-"""Components that overlap others (psys includes package and dram), so a total would count them twice."""
-SOURCES = ("rapl", "nvml", "estimate")
+COMPONENTS = ("cpu", "dram", "gpu", "module", "other", "platform", "node", "grace")
+"""What a counter measures.
+
+Counted once, and summed into the node's IT energy:
+- `cpu`, `dram`, `gpu`: a CPU package, its memory, a GPU board;
+- `module`: a superchip module (GH200, GB200), whose one counter contains its GPU, its Grace CPU and
+  their memory;
+- `other`: derived, never read: the part of the node's wall energy (`node`) that no counted component
+  explains (fans, power-supply losses, NICs, disks).
+
+Meters that contain counted components, shown as detail and never added again:
+- `platform`: RAPL psys, which contains the package and DRAM;
+- `node`: the node's wall power (a BMC over Redfish or IPMI, an ACPI power meter), which contains
+  everything; the IT total with it is the counted components plus `other`, which is the wall figure;
+- `grace`: the Grace CPU's own sensors (socket, CPU cores, SoC I/O) inside a `module` that is measured.
+"""
+NOT_IN_TOTAL = frozenset({"platform", "node", "grace"})
+"""Components that overlap others, so a total would count them twice."""
+CONTAINS: Mapping[str, str] = {
+    "platform": "it includes cpu and dram",
+    "node": "the wall meter, which includes every other component",
+    "grace": "part of the module",
+}
+"""What each component outside the total contains, in words, for the notes beside it."""
+SOURCES = ("rapl", "nvml", "amdsmi", "hwmon", "redfish", "ipmi", "estimate")
 
 
 class Status(enum.Enum):
@@ -135,9 +156,18 @@ update are not read at the same instant, so a short interval can hold a little m
 Twice the maximum keeps every real reading and still rejects the gigawatts of a bad one.
 """
 
-FALLBACK_MAX_POWER_W: Mapping[str, float] = {"cpu": 1000.0, "dram": 500.0, "gpu": 2000.0, "platform": 3000.0}
+FALLBACK_MAX_POWER_W: Mapping[str, float] = {
+    "cpu": 1000.0,
+    "dram": 500.0,
+    "gpu": 2000.0,
+    "module": 3000.0,
+    "platform": 3000.0,
+    "grace": 1000.0,
+    "node": 30000.0,
+}
 """Bounds for devices that report no limit: above what any one such device draws today (a CPU
-package, a socket's DRAM, a GPU board, a whole platform)."""
+package, a socket's DRAM, a GPU board, a superchip module, a whole platform, a Grace socket, a whole
+node with eight GPUs and its power supplies)."""
 
 CEILING_S = 10 * 365 * 24 * 3600.0
 """A counter that never wraps cannot have counted for longer than this at its maximum power: any

@@ -15,7 +15,7 @@ from agent import __version__
 from agent.commands.card.figures import UNCERTAINTY_DOC, Range, runs_text
 from agent.report.escape import markdown_cell
 from agent.units import ENERGY_UNITS, MASS_UNITS, sig, table_unit
-from collectors.base import NOT_IN_TOTAL
+from collectors.base import CONTAINS
 
 Unit = tuple[str, float]
 
@@ -105,8 +105,7 @@ def figure_rows(f: Mapping[str, Any]) -> list[tuple[str, str]]:
         *(
             (
                 f"  {c}",
-                in_unit(kwh, energy)
-                + (" (not in the total: includes cpu and dram)" if c in NOT_IN_TOTAL else ""),
+                in_unit(kwh, energy) + (f" (not in the total: {CONTAINS[c]})" if c in CONTAINS else ""),
             )
             for c, kwh in components.items()
         ),
