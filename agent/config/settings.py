@@ -62,6 +62,36 @@ class NvmlConfig:
 
 
 @dataclass(frozen=True)
+class AmdSmiConfig:
+    enabled: str = "auto"
+    reprobe_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class HwmonConfig:
+    enabled: str = "auto"
+
+
+@dataclass(frozen=True)
+class BmcConfig:
+    """The node's wall power from its BMC over Redfish; off unless `url` is set."""
+
+    enabled: str = "auto"
+    url: str = ""
+    """The BMC's base URL, e.g. https://bmc-node17; `{node_name}` in it is replaced by the node's name
+    (one config for a fleet: https://{node_name}-bmc); "" leaves the collector off."""
+    username: str = ""
+    password_file: Path | None = None
+    """A file holding the password (its first line); never the password itself in the config."""
+    verify_tls: bool | Path = True
+    """true, false, or a CA bundle file to verify the BMC's certificate with."""
+    interval_seconds: float = 10.0
+    """How often to poll the BMC: BMCs are slow, 5-30 s is usual."""
+    timeout_seconds: float = 5.0
+    """The longest one request may take; a poll never delays sampling, whatever this is."""
+
+
+@dataclass(frozen=True)
 class EstimateConfig:
     """Options of the estimate collector; None means "work it out from the hardware"."""
 
@@ -76,6 +106,10 @@ class EstimateConfig:
 class AttributionConfig:
     idle_policy: str = "share"
     """share: idle CPU power is split among jobs by allocation (or usage); node: it stays unattributed."""
+    other_policy: str = "share"
+    """share: the node's `other` energy (wall power no CPU, DRAM or GPU counter explains: fans, power
+    supply losses, NICs, disks) goes to jobs by their share of the node's attributed energy; node: it
+    stays unattributed."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +200,9 @@ class ReportConfig:
 class CollectorsConfig:
     rapl: RaplConfig = field(default_factory=RaplConfig)
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    amdsmi: AmdSmiConfig = field(default_factory=AmdSmiConfig)
+    hwmon: HwmonConfig = field(default_factory=HwmonConfig)
+    bmc: BmcConfig = field(default_factory=BmcConfig)
     estimate: EstimateConfig = field(default_factory=EstimateConfig)
 
 
@@ -258,6 +295,15 @@ def report_section(value: Any) -> ReportConfig:
     return ReportConfig(**_REPORT(value))
 
 
+def _verify_tls(value: Any) -> bool | Path:
+    """true, false, or the path of a CA bundle file."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip():
+        return checks.path(value)
+    raise ValueError(f"must be true, false or the path of a CA bundle file, got {value!r}")
+
+
 # ---- the schema: dotted key -> checker; a section is a nested dict ----
 
 SCHEMA: checks.Schema = {
@@ -270,6 +316,17 @@ SCHEMA: checks.Schema = {
     "collectors": {
         "rapl": {"enabled": checks.enabled},
         "nvml": {"enabled": checks.enabled, "reprobe_seconds": checks.number(0.1, 86400)},
+        "amdsmi": {"enabled": checks.enabled, "reprobe_seconds": checks.number(0.1, 86400)},
+        "hwmon": {"enabled": checks.enabled},
+        "bmc": {
+            "enabled": checks.enabled,
+            "url": checks.url,
+            "username": checks.text,
+            "password_file": checks.optional(checks.path),
+            "verify_tls": _verify_tls,
+            "interval_seconds": checks.number(1, 3600),
+            "timeout_seconds": checks.number(0.1, 60),
+        },
         "estimate": {
             "enabled": checks.enabled,
             "cpu_tdp_watts": checks.optional(checks.number(0, 10000, low_inclusive=False)),
@@ -278,7 +335,10 @@ SCHEMA: checks.Schema = {
             "memory_watts_per_gb": checks.number(0, 100),
         },
     },
-    "attribution": {"idle_policy": checks.choice("share", "node")},
+    "attribution": {
+        "idle_policy": checks.choice("share", "node"),
+        "other_policy": checks.choice("share", "node"),
+    },
     "jobs": {
         "grace_seconds": checks.number(0, 30 * 86400),
         "max_job_series": checks.integer(1, 1_000_000),
@@ -324,6 +384,9 @@ def _build(values: Mapping[str, Any]) -> Config:
         collectors=CollectorsConfig(
             rapl=RaplConfig(**c.get("rapl", {})),
             nvml=NvmlConfig(**c.get("nvml", {})),
+            amdsmi=AmdSmiConfig(**c.get("amdsmi", {})),
+            hwmon=HwmonConfig(**c.get("hwmon", {})),
+            bmc=BmcConfig(**c.get("bmc", {})),
             estimate=EstimateConfig(**c.get("estimate", {})),
         ),
     )
