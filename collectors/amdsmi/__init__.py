@@ -1,0 +1,6 @@
+"""AMD GPUs (Instinct, Radeon) through AMD's amdsmi Python bindings over ROCm's libamd_smi.so: energy
+counters (`collector`), per-process usage (`usage`), the per-GPU state both keep (`gpus`), and amdsmi's
+errors translated once (`errors`).
+
+Imports collectors level 1 and its own modules only.
+"""
