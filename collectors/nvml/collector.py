@@ -215,7 +215,7 @@ class NvmlCollector:
                 if gpu.handle is None:
                     if now < gpu.retry_at:
                         errors.append(gpu.reason)
-                        down.append(("gpu", gpu.device))
+                        down.append((gpu.component, gpu.device))
                         continue
                     self._reopen(gpu)
                 counters.append(self._read_gpu(gpu, now, errors))
@@ -224,7 +224,7 @@ class NvmlCollector:
                     raise CollectorError(e.reason, f"nvml: {e}") from e
                 self._mark_down(gpu, e, now)
                 errors.append(e.reason)
-                down.append(("gpu", gpu.device))
+                down.append((gpu.component, gpu.device))
         return Reading(tuple(counters), tuple(errors), tuple(down))
 
     def _read_gpu(self, gpu: Gpu, now: float, errors: list[str]) -> Counter:
@@ -241,14 +241,14 @@ class NvmlCollector:
                 gpu.method = POWER  # energy_uj holds the last counter value: the integral continues from it
             else:
                 gpu.energy_uj = energy_mj * 1000
-                return Counter("gpu", gpu.device, "nvml", energy_mj * 1000, None, gpu.max_power_w)
+                return Counter(gpu.component, gpu.device, "nvml", energy_mj * 1000, None, gpu.max_power_w)
         power_mw = int(self._call("nvmlDeviceGetPowerUsage", gpu.handle))
         if gpu.last_power is not None:
             then, last_mw = gpu.last_power
             if now > then:
                 gpu.energy_uj += (last_mw + power_mw) / 2 * (now - then) * 1000  # trapezoid; mW*s = mJ
         gpu.last_power = (now, power_mw)
-        return Counter("gpu", gpu.device, "nvml", int(gpu.energy_uj), None, gpu.max_power_w)
+        return Counter(gpu.component, gpu.device, "nvml", int(gpu.energy_uj), None, gpu.max_power_w)
 
     def _mark_down(self, gpu: Gpu, error: NvmlError, now: float) -> None:
         # Warn when a GPU goes down; a failed retry of a GPU already down is routine.

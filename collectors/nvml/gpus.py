@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,15 @@ from collectors.base import Device
 
 COUNTER = "counter"
 POWER = "power"
+
+SUPERCHIP = re.compile(r"\bG[HB]\d{3}\b")
+"""NVML names of superchip modules (`NVIDIA GH200 480GB`, `NVIDIA GB200`): their energy counter and
+power reading cover the whole module, Grace CPU and memory included, not the GPU alone."""
+
+
+def component_of(name: str) -> str:
+    """`module` for a superchip's GPU, whose counter contains its Grace CPU and memory; else `gpu`."""
+    return "module" if SUPERCHIP.search(name) else "gpu"
 
 
 @dataclass(frozen=True)
@@ -50,8 +60,16 @@ class Gpu:
     def device(self) -> str:
         return f"gpu{self.index}"
 
+    @property
+    def component(self) -> str:
+        return component_of(self.name)
+
     def as_device(self) -> Device:
         details = {"uuid": self.uuid, "name": self.name, "index": str(self.index)}
         if self.max_power_w is not None:
             details["max_power_w"] = f"{self.max_power_w:g}"
-        return Device(component="gpu", device=self.device, source="nvml", method=self.method, details=details)
+        if self.component == "module":
+            details["contains"] = "GPU, Grace CPU and their memory"
+        return Device(
+            component=self.component, device=self.device, source="nvml", method=self.method, details=details
+        )

@@ -733,3 +733,23 @@ def test_power_limit_bounds_the_counter(run: Callable[[], Drive], state: Path) -
     gpus.add_energy(0, 250)
     snapshot = drive.advance(1)
     assert energy(snapshot, "gpu0") == 250.0  # counted again from the refused value
+
+
+def test_a_superchip_counter_is_its_module_not_its_gpu(run: Callable[[], Drive], state: Path) -> None:
+    """GH200/GB200: NVML's counter covers GPU, Grace CPU and memory; it is booked as `module`."""
+    gpus = Gpus(
+        state,
+        FakeGpu(0, name="NVIDIA GH200 480GB", power_mw=600_000, energy_mj=10_000),
+        FakeGpu(1, name="NVIDIA H100 80GB HBM3", power_mw=300_000, energy_mj=10_000),
+    )
+    drive = run()
+    probe = drive.probe()
+    assert [(d["component"], d["device"]) for d in probe["devices"]] == [("module", "gpu0"), ("gpu", "gpu1")]
+    assert probe["devices"][0]["details"]["contains"] == "GPU, Grace CPU and their memory"
+    drive.advance(1)
+    gpus.add_energy(0, 650)
+    gpus.add_energy(1, 310)
+    snapshot = drive.advance(1)
+    assert snapshot["energy"]["gpu0"] == {"energy_j": 650.0, "power_w": 650.0, "component": "module"}
+    assert snapshot["energy"]["gpu1"]["component"] == "gpu"
+    assert snapshot["devices_up"] == {"gpu0": True, "gpu1": True}
