@@ -31,13 +31,12 @@ from agent.live.accounting import Accountant
 from agent.live.carbon import LiveCarbon
 from agent.live.sampler import Sampler
 from agent.live.snapshot import Published
-from agent.live.sources import Source, devices, probe_sources, require
+from agent.live.sources import Source, devices, gpu_usages, probe_sources, require
 from agent.live.work import WorkClassifier
 from collectors.base import Clock
 from collectors.jobs.cgroups import JobDiscovery
 from collectors.jobs.kubernetes import PodDirectory
 from collectors.jobs.slurm import SlurmMetadata
-from collectors.nvml.collector import NvmlCollector
 from collectors.tdp import read_cpuinfo
 from collectors.workloads import JobInfo, JobKey
 
@@ -126,16 +125,14 @@ class JobAccounting:
             pods=pods,
             environ_fallback=fallback,
         )
-        nvml = next(
-            (s.collector for s in sources if s.active and isinstance(s.collector, NvmlCollector)), None
-        )
         accountant = Accountant(
             discovery,
             time.time,
             devices=devices(sources),
-            gpus=nvml,
+            gpus=gpu_usages(sources),
             ledger=ledger,
             idle_policy=config.attribution.idle_policy,
+            other_policy=config.attribution.other_policy,
             grace_seconds=config.jobs.grace_seconds,
             max_job_series=config.jobs.max_job_series,
             previously_running={

@@ -61,7 +61,8 @@ class JobFamilies:
         extra_values = {j.key: [label_value(getattr(j.info, n)) for n in self._labels] for j in jobs.jobs}
         for series in jobs.jobs:
             extra = extra_values[series.key]
-            for component in JOB_COMPONENTS:
+            extra_components = sorted(c for c in series.energy_j if c not in JOB_COMPONENTS)
+            for component in (*JOB_COMPONENTS, *extra_components) if extra_components else JOB_COMPONENTS:
                 labels = [label_value(series.key.job_id), series.key.scheduler, component, *extra]
                 energy.add_metric(labels, series.energy_j.get(component, 0.0))
         yield energy

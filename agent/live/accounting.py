@@ -26,10 +26,13 @@ from agent.live.attribution import (
 )
 from agent.live.snapshot import JobSeries, JobsSnapshot, Snapshot
 from agent.live.work import WorkClassifier
-from collectors.base import Device, counter_delta
+from collectors.base import Device, counter_delta, is_outage
 from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, UsageScan
 
 log = logging.getLogger("greenai.accounting")
+
+GPU_COMPONENTS = frozenset({"gpu", "module"})
+"""Components of a GPU device: a GPU board, or a superchip module around one."""
 
 
 class Discovery(Protocol):
@@ -91,7 +94,9 @@ class Hardware:
     def of(cls, devices: tuple[Device, ...], cpu_model: str = "") -> Hardware:
         """GPU models from the devices' `name` detail (NVML's nvmlDeviceGetName)."""
         names = {
-            d.device: d.details["name"] for d in devices if d.component == "gpu" and d.details.get("name")
+            d.device: d.details["name"]
+            for d in devices
+            if d.component in GPU_COMPONENTS and d.details.get("name")
         }
         return cls(names, cpu_model)
 
@@ -111,6 +116,7 @@ class Accountant:
         gpus: GpuUsageSource | None = None,
         ledger: LedgerSink | None = None,
         idle_policy: str = "share",
+        other_policy: str = "share",
         grace_seconds: float = 300.0,
         max_job_series: int = 1000,
         previously_running: Mapping[JobKey, float] | None = None,
@@ -126,6 +132,7 @@ class Accountant:
         self._gpus = gpus
         self._ledger = ledger
         self._idle_policy = idle_policy
+        self._other_policy = other_policy
         self._grace_seconds = grace_seconds
         self._max_series = max_job_series
         self._idle_w: dict[Key, float] = {
@@ -158,7 +165,7 @@ class Accountant:
         interval = None
         if scan is not None and previous is not None:
             interval = self._interval(sample, previous, scan)
-            result = attribute(interval, self._idle_policy)
+            result = attribute(interval, self._idle_policy, self._other_policy)
         else:  # nothing to compare with yet: this interval's energy stays unattributed
             result = Attribution({}, dict(sample.interval_j))
         self._add(result, scan)
@@ -232,7 +239,7 @@ class Accountant:
             gpus: set[str] | None = None  # made only for a job on GPUs: this runs per job, every sample
             for (component, device, _), joules in shares.items():
                 target[component] = target.get(component, 0.0) + joules
-                if component == "gpu":  # attribution hands out positive shares only
+                if component in GPU_COMPONENTS:  # attribution hands out positive shares only
                     gpus = gpus if gpus is not None else set()
                     gpus.add(device)
             if gpus and (len(gpus) > (job.gpu_count or 0) or not gpus <= job.gpus):
@@ -296,13 +303,19 @@ class Accountant:
         assert self._ledger is not None
         jobs: dict[JobKey, tuple[JobInfo, dict[tuple[str, str], float]]] = {}
         gpu_seconds: dict[JobKey, float] = {}
+        # Each GPU device's energy this interval, whatever the source label of a job's share of it
+        # (a MIG instance's share is an estimate of an nvml reading).
+        gpu_j: dict[tuple[str, str], float] = {}
+        for (component, device, source), joules in sample.interval_j.items():
+            if component in GPU_COMPONENTS and not is_outage(source):
+                gpu_j[(component, device)] = gpu_j.get((component, device), 0.0) + joules
         for job_key, shares in result.jobs.items():
             info = self._jobs[job_key].info if job_key in self._jobs else JobInfo()
             by_source: dict[tuple[str, str], float] = {}
             for (component, device, source), joules in shares.items():
                 by_source[(component, source)] = by_source.get((component, source), 0.0) + joules
-                if component == "gpu":
-                    device_j = sample.interval_j.get((component, device, "nvml"), 0.0)
+                if component in GPU_COMPONENTS:
+                    device_j = gpu_j.get((component, device), 0.0)
                     if device_j > 0:
                         gpu_seconds[job_key] = (
                             gpu_seconds.get(job_key, 0.0) + sample.interval_s * joules / device_j

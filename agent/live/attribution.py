@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from collectors.base import is_outage
+from collectors.base import NOT_IN_TOTAL, is_outage
 from collectors.workloads import JobKey
 
 Key = tuple[str, str, str]
 """(component, device, source), as in the node's energy."""
 
 IDLE_POLICIES = ("share", "node")
+OTHER_POLICIES = ("share", "node")
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,24 @@ class Attribution:
     unattributed: Mapping[Key, float]
 
 
-def attribute(interval: Interval, idle_policy: str = "share") -> Attribution:
+def attribute(interval: Interval, idle_policy: str = "share", other_policy: str = "share") -> Attribution:
     """Split each node energy delta of `interval` among its jobs; see docs/attribution.md."""
     if idle_policy not in IDLE_POLICIES:
         raise ValueError(f"idle_policy must be one of {IDLE_POLICIES}, got {idle_policy!r}")
+    if other_policy not in OTHER_POLICIES:
+        raise ValueError(f"other_policy must be one of {OTHER_POLICIES}, got {other_policy!r}")
     jobs: dict[JobKey, dict[Key, float]] = {}
     unattributed: dict[Key, float] = {}
+    grace = _grace_fraction(interval.energy_j)
+    others: list[tuple[Key, float]] = []
     for key, energy in interval.energy_j.items():
         component, device, source = key
-        if is_outage(source):  # counted while the device could not be read: who used it then is unknown
+        if component == "other":  # split last, by what the counted components gave each job
+            others.append((key, energy))
+            continue
+        if is_outage(source) or component in NOT_IN_TOTAL:
+            # An outage: who used the device then is unknown. A meter that contains counted
+            # components (platform, node, grace): charging it too would count them twice.
             shares = []
         elif component == "cpu":
             shares = _cpu_shares(key, energy, interval, idle_policy)
@@ -95,16 +105,56 @@ def attribute(interval: Interval, idle_policy: str = "share") -> Attribution:
             shares = _memory_shares(key, energy, interval)
         elif component == "gpu":
             shares = _gpu_shares(key, energy, interval.gpus.get(device, GpuInterval()))
-        else:  # platform (psys) contains the package and DRAM: charging it too would count them twice
+        elif component == "module":
+            cpu_part = energy * grace
+            shares = _cpu_shares(key, cpu_part, interval, idle_policy) + _gpu_shares(
+                key, energy - cpu_part, interval.gpus.get(device, GpuInterval())
+            )
+        else:  # a component this version does not know how to split stays on the node
             shares = []
-        given = 0.0
-        for job, share_key, joules in shares:
-            if joules > 0:
-                slot = jobs.setdefault(job, {})
-                slot[share_key] = slot.get(share_key, 0.0) + joules
-                given += joules
-        unattributed[key] = max(0.0, energy - given)
+        _give(jobs, unattributed, key, energy, shares)
+    if others:
+        fractions = _counted_fractions(interval.energy_j, jobs) if other_policy == "share" else {}
+        for key, energy in others:
+            _give(jobs, unattributed, key, energy, [(job, key, energy * f) for job, f in fractions.items()])
     return Attribution(jobs, unattributed)
+
+
+def _give(
+    jobs: dict[JobKey, dict[Key, float]],
+    unattributed: dict[Key, float],
+    key: Key,
+    energy: float,
+    shares: Iterable[Share],
+) -> None:
+    """Book `shares` of `key`'s `energy` to their jobs, and what they leave to `unattributed`."""
+    given = 0.0
+    for job, share_key, joules in shares:
+        if joules > 0:
+            slot = jobs.setdefault(job, {})
+            slot[share_key] = slot.get(share_key, 0.0) + joules
+            given += joules
+    unattributed[key] = max(0.0, energy - given)
+
+
+def _grace_fraction(energy_j: Mapping[Key, float]) -> float:
+    """The share of the measured superchip modules' energy that their Grace sockets drew, from the
+    Grace sensors (`grace`, device `socketN`) when they are read; 0 without them."""
+    modules = sum(e for (c, _, s), e in energy_j.items() if c == "module" and not is_outage(s))
+    sockets = sum(
+        e for (c, d, s), e in energy_j.items() if c == "grace" and "." not in d and not is_outage(s)
+    )
+    return min(1.0, sockets / modules) if modules > 0 else 0.0
+
+
+def _counted_fractions(
+    energy_j: Mapping[Key, float], jobs: Mapping[JobKey, Mapping[Key, float]]
+) -> dict[JobKey, float]:
+    """Each job's share of the interval's counted energy (every component in the IT total, `other`
+    aside): the weights `other` is split by."""
+    counted = sum(e for (c, _, _), e in energy_j.items() if c not in NOT_IN_TOTAL and c != "other")
+    weights = {job: sum(j for (c, _, _), j in shares.items() if c != "other") for job, shares in jobs.items()}
+    return _normalised(weights, counted)
 
 
 Share = tuple[JobKey, Key, float]

@@ -8,6 +8,9 @@ implausible jump books nothing and is counted under `greenai_collector_errors`. 
 back after missing samples (a lost GPU, a failed read), what it counted meanwhile is split in
 proportion to time: the part that falls in this interval is booked as usual, the rest under the
 source `<source>_outage`, which attribution leaves unattributed (docs/collectors.md).
+
+When a collector measures the node at the wall (component `node`), each interval also gets the
+derived component `other`: the wall energy no counted component explains (agent.live.wall).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 
 from agent.live.snapshot import EnergyRow, Key, Snapshot
+from agent.live.wall import NODE, Remainder, meter_source
 from collectors.base import (
     Clock,
     Collector,
@@ -57,6 +61,8 @@ class Sampler:
         for device in self._devices:
             self._owned.setdefault(device.source, set()).add((device.component, device.device))
         self._up: dict[DeviceKey, bool] = {}
+        meter = meter_source({d.source for d in self._devices if d.component == NODE})
+        self._remainder = Remainder(meter) if meter is not None else None
         self._snapshot = Snapshot(time=clock(), samples=0, devices=self._devices)
 
     @property
@@ -75,6 +81,8 @@ class Sampler:
             up[collector.name] = self._read_one(collector, self._clock(), power, added)
         interval = 0.0 if self._last_tick is None else now - self._last_tick
         self._last_tick = now
+        if self._remainder is not None:
+            self._book_other(self._remainder, interval, power, added)
         rows = tuple(
             EnergyRow(key[0], key[1], key[2], total / 1e6, power.get(key))
             for key, total in sorted(self._total_uj.items())
@@ -172,6 +180,20 @@ class Sampler:
         for k, uj in booked.items():
             self._total_uj[k] = self._total_uj.get(k, 0) + uj
             added[k] = added.get(k, 0.0) + uj / 1e6
+
+    def _book_other(
+        self, remainder: Remainder, interval: float, power: dict[Key, float], added: dict[Key, float]
+    ) -> None:
+        """Add the interval's `other` energy: the wall meter's energy less the counted components'."""
+        other_j = remainder.other_j(added)
+        if other_j is None:
+            return
+        uj = round(other_j * 1e6)
+        key = remainder.key
+        self._total_uj[key] = self._total_uj.get(key, 0) + uj
+        added[key] = added.get(key, 0.0) + uj / 1e6
+        if interval > 0:
+            power[key] = other_j / interval
 
     def _count_error(self, collector: str, reason: str) -> None:
         self._errors[(collector, reason)] = self._errors.get((collector, reason), 0) + 1

@@ -60,7 +60,9 @@ class Snapshot:
 
 
 JOB_COMPONENTS = ("cpu", "dram", "gpu")
-"""The components a job is charged for; platform (psys) overlaps cpu and dram and stays on the node."""
+"""The components every job's series show, charged or not. A job is also charged for `module` (a
+superchip) and `other` (wall energy beyond the counters) on nodes that measure them; meters that
+contain other components (platform, node, grace) stay on the node."""
 
 
 @dataclass(frozen=True)

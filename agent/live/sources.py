@@ -7,16 +7,24 @@ measuring collector covers, so a component is never counted twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from agent.config.settings import Config
+from collectors.amdsmi.collector import AmdSmiCollector
 from collectors.base import Clock, Collector, Device, Probe, Status
+from collectors.bmc import BmcCollector
 from collectors.estimate import EstimateCollector
+from collectors.hwmon import HwmonCollector
 from collectors.nvml.collector import NvmlCollector
 from collectors.rapl import RaplCollector
+from collectors.workloads import GpuUsage
 
 ESTIMABLE = frozenset({"cpu", "dram"})
+COVERS = {"module": frozenset({"cpu", "dram", "gpu"})}
+"""What a measured component also covers: a superchip module's counter contains its Grace CPU and
+memory, so neither is estimated on top of it."""
 
 
 @dataclass(frozen=True)
@@ -50,19 +58,65 @@ def _probed(name: str, enabled: str, collector: Collector) -> Source:
     return Source(name, enabled, probe, collector)
 
 
-Factory = Callable[[Config, Clock], Collector]
+Factory = Callable[[Config, Clock, Sequence[Source]], "Collector | Probe"]
+"""Builds a collector from the config and the sources probed before it; a Probe when there is
+nothing to build (its reason says why)."""
 
 
-def _rapl(config: Config, clock: Clock) -> Collector:
+def _rapl(config: Config, clock: Clock, before: Sequence[Source]) -> Collector:
     return RaplCollector(config.host.sysfs)
 
 
-def _nvml(config: Config, clock: Clock) -> Collector:
+def _nvml(config: Config, clock: Clock, before: Sequence[Source]) -> Collector:
     return NvmlCollector(clock, config.collectors.nvml.reprobe_seconds)
 
 
-MEASURING: tuple[tuple[str, Factory], ...] = (("rapl", _rapl), ("nvml", _nvml))
-"""The measuring collectors, in the order they are probed and shown: (name under `collectors:`, factory)."""
+def _amdsmi(config: Config, clock: Clock, before: Sequence[Source]) -> Collector:
+    # Device labels go on after NVIDIA's, so that a node with both vendors has no two `gpu0`.
+    nvidia = sum(1 for d in devices(before) if d.source == "nvml")
+    return AmdSmiCollector(clock, config.collectors.amdsmi.reprobe_seconds, index_offset=nvidia)
+
+
+def _hwmon(config: Config, clock: Clock, before: Sequence[Source]) -> Collector:
+    measured = devices(before)
+    return HwmonCollector(
+        config.host.sysfs,
+        config.host.procfs,
+        clock,
+        amdgpu=not any(d.source == "amdsmi" for d in measured),
+        module_elsewhere=any(d.component == "module" for d in measured),
+    )
+
+
+def _bmc(config: Config, clock: Clock, before: Sequence[Source]) -> Collector | Probe:
+    b = config.collectors.bmc
+    if not b.url:
+        return Probe(
+            Status.NOT_FOUND if b.enabled == "true" else Status.DISABLED,
+            "no BMC configured (collectors.bmc.url is empty)",
+            fix="set collectors.bmc.url, username and password_file to read the node's wall power",
+        )
+    return BmcCollector(
+        b.url.replace("{node_name}", config.node_name),
+        clock,
+        username=b.username,
+        password_file=b.password_file,
+        verify_tls=b.verify_tls,
+        interval_seconds=b.interval_seconds,
+        timeout_seconds=b.timeout_seconds,
+    )
+
+
+MEASURING: tuple[tuple[str, Factory], ...] = (
+    ("rapl", _rapl),
+    ("nvml", _nvml),
+    ("amdsmi", _amdsmi),
+    ("hwmon", _hwmon),
+    ("bmc", _bmc),
+)
+"""The measuring collectors, in the order they are probed and shown: (name under `collectors:`, factory).
+A factory sees the sources probed before it: amdsmi numbers its GPUs after NVIDIA's, and hwmon leaves
+AMD GPUs to amdsmi and a superchip module to NVML."""
 
 
 def probe_sources(config: Config, clock: Clock) -> list[Source]:
@@ -73,9 +127,13 @@ def probe_sources(config: Config, clock: Clock) -> list[Source]:
         enabled = getattr(config.collectors, name).enabled
         if enabled == "false":
             sources.append(_disabled(name, f"disabled by collectors.{name}.enabled: false"))
+            continue
+        built = factory(config, clock, sources)
+        if isinstance(built, Probe):
+            sources.append(Source(name, enabled, built, None))
         else:
-            sources.append(_probed(name, enabled, factory(config, clock)))
-    measured = {d.component for d in devices(sources)}
+            sources.append(_probed(name, enabled, built))
+    measured = {c for d in devices(sources) for c in (d.component, *COVERS.get(d.component, ()))}
     sources.append(_estimate(config, clock, measured))
     return sources
 
@@ -117,6 +175,41 @@ def require(sources: list[Source]) -> list[Collector]:
     return active
 
 
-def devices(sources: list[Source]) -> tuple[Device, ...]:
+def devices(sources: Sequence[Source]) -> tuple[Device, ...]:
     """Every device of the active sources."""
     return tuple(d for s in sources if s.active for d in s.probe.devices)
+
+
+class GpuReader(Protocol):
+    """A collector that also lists the processes on its GPUs (nvml, amdsmi, hwmon)."""
+
+    usage_errors: tuple[str, ...]
+
+    def gpu_usage(self) -> tuple[GpuUsage, ...]: ...
+
+
+class GpuUsages:
+    """The processes on every GPU of the node, from each collector that lists them, as one source."""
+
+    def __init__(self, readers: Sequence[GpuReader]) -> None:
+        self._readers = tuple(readers)
+        self.usage_errors: tuple[str, ...] = ()
+
+    def gpu_usage(self) -> tuple[GpuUsage, ...]:
+        usages: list[GpuUsage] = []
+        errors: list[str] = []
+        for reader in self._readers:
+            usages += reader.gpu_usage()
+            errors += reader.usage_errors
+        self.usage_errors = tuple(errors)
+        return tuple(usages)
+
+
+def gpu_usages(sources: Sequence[Source]) -> GpuUsages | None:
+    """The active collectors' GPU process lists as one source; None when no collector lists any."""
+    readers = [
+        s.collector
+        for s in sources
+        if s.active and isinstance(s.collector, (NvmlCollector, AmdSmiCollector, HwmonCollector))
+    ]
+    return GpuUsages(readers) if readers else None

@@ -33,6 +33,11 @@ KEYS = [
     ("gpu", "gpu1", "nvml"),
     PSYS,
     ("cpu", "node", "estimate"),
+    ("module", "gpu2", "nvml"),
+    ("grace", "socket0", "hwmon"),
+    ("grace", "socket0.cpu", "hwmon"),
+    ("node", "chassis1", "redfish"),
+    ("other", "node", "redfish"),
 ]
 
 
@@ -277,14 +282,17 @@ def intervals(draw: st.DrawFn) -> Interval:
         gpus={
             "gpu0": GpuInterval(parties=parties),
             "gpu1": GpuInterval(instances={f"MIG-{i}": (share, parties) for i, share in enumerate(shares)}),
+            "gpu2": GpuInterval(parties=parties),
         },
     )
 
 
 @PATIENT
-@given(intervals(), st.sampled_from(("share", "node")))
-def test_attribution_conserves_energy_and_is_never_negative(interval: Interval, policy: str) -> None:
-    result = attribute(interval, policy)
+@given(intervals(), st.sampled_from(("share", "node")), st.sampled_from(("share", "node")))
+def test_attribution_conserves_energy_and_is_never_negative(
+    interval: Interval, policy: str, other_policy: str
+) -> None:
+    result = attribute(interval, policy, other_policy)
     assert_conserved(interval, result)
     for key, joules in interval.energy_j.items():  # per key too, not only per component
         given_out = sum(v for shares in result.jobs.values() for k, v in shares.items() if k[:2] == key[:2])
@@ -365,3 +373,74 @@ def test_mig_instance_shares_are_clamped_to_the_whole_gpu() -> None:
     # 1.5 claims more than the GPU: taken as 1, then both scaled to the 1.5 claimed: 2/3 and 1/3.
     assert result.jobs[A][estimated] == pytest.approx(60.0, rel=1e-12)
     assert result.jobs[B][estimated] == pytest.approx(30.0, rel=1e-12)
+
+
+MODULE = ("module", "gpu0", "nvml")
+GRACE = ("grace", "socket0", "hwmon")
+GRACE_CPU = ("grace", "socket0.cpu", "hwmon")
+WALL = ("node", "chassis1", "redfish")
+OTHER = ("other", "node", "redfish")
+
+
+def test_a_module_splits_its_grace_part_by_cpu_and_the_rest_by_gpu_and_grace_detail_stays() -> None:
+    # Module 1000 J, of which Grace (the socket sensor) 200 J: 200 J by CPU time, 800 J by the GPU.
+    interval = Interval(
+        energy_j={MODULE: 1000.0, GRACE: 200.0, GRACE_CPU: 150.0},
+        node=NodeInterval(seconds=1.0, cpu_busy_s=1.0, cpus=72, memory_used_bytes=0),
+        jobs={A: JobInterval(cpu_s=0.75, memory_bytes=0), B: JobInterval(cpu_s=0.25, memory_bytes=0)},
+        gpus={"gpu0": GpuInterval(parties=(GpuParty(B, sm_util=90.0),))},
+    )
+    result = attribute(interval)
+    assert result.jobs[A][MODULE] == pytest.approx(150.0)
+    assert result.jobs[B][MODULE] == pytest.approx(50.0 + 800.0)
+    assert result.unattributed[GRACE] == 200.0 and result.unattributed[GRACE_CPU] == 150.0
+    assert all(GRACE not in shares and GRACE_CPU not in shares for shares in result.jobs.values())
+    assert_conserved(interval, result)
+
+
+def test_a_module_without_grace_sensors_goes_by_its_gpu_alone() -> None:
+    interval = Interval(
+        energy_j={MODULE: 600.0},
+        node=NodeInterval(seconds=1.0, cpu_busy_s=1.0, cpus=72, memory_used_bytes=0),
+        jobs={A: JobInterval(cpu_s=1.0, memory_bytes=0)},
+        gpus={"gpu0": GpuInterval(parties=(GpuParty(B, sm_util=50.0),))},
+    )
+    result = attribute(interval)
+    assert result.jobs[B][MODULE] == pytest.approx(600.0)
+    assert A not in result.jobs
+
+
+def test_other_follows_each_jobs_share_of_the_counted_energy_and_the_wall_is_never_charged() -> None:
+    # Counted: CPU 300 J (A 200, B 100 by CPU time), GPU 500 J (A alone). A has 700 of 800 counted.
+    interval = Interval(
+        energy_j={CPU: 300.0, GPU0: 500.0, WALL: 1000.0, OTHER: 200.0},
+        node=NodeInterval(seconds=1.0, cpu_busy_s=3.0, cpus=4, memory_used_bytes=0),
+        jobs={A: JobInterval(cpu_s=2.0, memory_bytes=0), B: JobInterval(cpu_s=1.0, memory_bytes=0)},
+        gpus={"gpu0": GpuInterval(parties=(GpuParty(A, sm_util=10.0),))},
+    )
+    result = attribute(interval, idle_policy="node")
+    assert result.jobs[A][OTHER] == pytest.approx(200.0 * 700 / 800)
+    assert result.jobs[B][OTHER] == pytest.approx(200.0 * 100 / 800)
+    assert result.unattributed[WALL] == 1000.0
+    assert all(WALL not in shares for shares in result.jobs.values())
+    assert_conserved(interval, result)
+    kept = attribute(interval, idle_policy="node", other_policy="node")
+    assert all(OTHER not in shares for shares in kept.jobs.values())
+    assert kept.unattributed[OTHER] == 200.0
+
+
+def test_other_of_work_outside_jobs_stays_on_the_node() -> None:
+    # Half the CPU time is outside jobs: half the counted energy, so half of `other`, stays.
+    interval = Interval(
+        energy_j={CPU: 400.0, OTHER: 100.0},
+        node=NodeInterval(seconds=1.0, cpu_busy_s=2.0, cpus=4, memory_used_bytes=0),
+        jobs={A: JobInterval(cpu_s=1.0, memory_bytes=0)},
+    )
+    result = attribute(interval, idle_policy="node")
+    assert result.jobs[A][OTHER] == pytest.approx(50.0)
+    assert result.unattributed[OTHER] == pytest.approx(50.0)
+
+
+def test_an_unknown_other_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="other_policy"):
+        attribute(Interval({}, NODE, {}), other_policy="split")
