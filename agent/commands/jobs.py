@@ -57,6 +57,7 @@ from agent.units import (
     sig,
     table_unit,
 )
+from collectors.base import CONTAINS
 
 SCHEDULER_SHORT = {"kubernetes": "k8s"}
 
@@ -228,14 +229,14 @@ def detail(s: JobSummary, runs: list[int] | None = None) -> str:
     ]
     for component, joules in energy.items():
         if component != "total":
-            note = " (not in the total: it includes cpu and dram)" if component == "platform" else ""
+            note = f" (not in the total: {CONTAINS[component]})" if component in CONTAINS else ""
             fields.append((f"  {component}", f"{energy_text(joules / JOULES_PER_KWH)}{note}"))
     sources = ", ".join(f"{src} {energy_text(j / JOULES_PER_KWH)}" for src, j in s.by_source().items())
     fields += [("kinds", kinds_line(provenance)), ("sources", sources or "none")]
     if provenance.unquantified > 0 and provenance.quantified:
         fields.append(
-            ("accuracy", f"unknown for {energy_text(provenance.unquantified)} (imported without a stated "
-                         "accuracy): the range counts it at its value")
+            ("accuracy", f"unknown for {energy_text(provenance.unquantified)} "
+                         f"({provenance.unquantified_words()}): the range counts it at its value")
         )  # fmt: skip
     fields += [
         ("hardware", hardware_text(s)),

@@ -1,8 +1,8 @@
 """What kind each energy figure is, how sure it is, and the words a person publishes about it.
 
-Every joule in the ledger carries a `source`: a meter the agent read (`nvml`, `rapl`), the agent's
-power model (`estimate`), or another tool's figure brought in by `greenai import` (`import:csv`,
-`import:codecarbon`). Three kinds follow from it:
+Every joule in the ledger carries a `source`: a meter the agent read (`nvml`, `rapl`, `amdsmi`,
+`hwmon`, `redfish`, `ipmi`), the agent's power model (`estimate`), or another tool's figure brought
+in by `greenai import` (`import:csv`, `import:codecarbon`). Three kinds follow from it:
 
 - measured: read from a hardware energy counter by the agent on the node;
 - estimated: the agent's model (TDP x utilisation) where no counter exists;
@@ -11,8 +11,8 @@ power model (`estimate`), or another tool's figure brought in by `greenai import
 Each source has a stated relative accuracy and the basis for it (docs/uncertainty.md). A total's
 range adds the bounds of its parts linearly (as a calibration bias would add, not as independent
 noise): the true figure is inside it whenever every part is within its stated accuracy. Energy of
-unknown accuracy (an import that declares none) is counted at its value and reported apart, as
-`unquantified_kwh`: the range never pretends to know it.
+unknown accuracy (an import that declares none, a meter whose maker states none) is counted at its
+value and reported apart, as `unquantified_kwh`: the range never pretends to know it.
 
 Level: imports only agent.units, so the Slurm epilog and every output can use it.
 """
@@ -68,6 +68,25 @@ ESTIMATE_ACCURACY = Accuracy(
     "figure may be 0.4x to 2.9x the true energy.",
 )
 UNKNOWN_IMPORT = Accuracy(None, None, "imported without a stated accuracy: unknown")
+AMDSMI_ACCURACY = Accuracy(
+    None,
+    None,
+    "AMD publishes no accuracy for the AMD SMI energy accumulator or its power reading: unknown, "
+    "counted at its value.",
+)
+HWMON_ACCURACY = Accuracy(
+    None,
+    None,
+    "hwmon sensors (Intel GPU energy, ACPI power meters, Grace sensors) carry their firmware's "
+    "accuracy, which their drivers do not publish in general: unknown, counted at its value.",
+)
+WALL_ACCURACY = Accuracy(
+    None,
+    None,
+    "A BMC's input power comes from the power supplies' own meters, whose accuracy depends on the "
+    "supply and its load and is not stated over Redfish or IPMI: unknown, counted at its value. The "
+    "`other` energy derived from it carries the same.",
+)
 
 ACCURACY: Mapping[str, Accuracy] = {
     "nvml": NVML_ACCURACY,
@@ -75,12 +94,19 @@ ACCURACY: Mapping[str, Accuracy] = {
     "nvml_outage": NVML_ACCURACY,
     "rapl_outage": RAPL_ACCURACY,
     ESTIMATE_SOURCE: ESTIMATE_ACCURACY,
+    **{source: AMDSMI_ACCURACY for source in ("amdsmi", "amdsmi_outage")},
+    **{source: HWMON_ACCURACY for source in ("hwmon", "hwmon_outage")},
+    **{source: WALL_ACCURACY for source in ("redfish", "redfish_outage", "ipmi", "ipmi_outage")},
 }
 METER_NAMES: Mapping[str, str] = {
     "nvml": "NVML (NVIDIA GPU energy counter)",
     "rapl": "RAPL (CPU and DRAM energy counters)",
     "nvml_outage": "NVML (counted while the GPU could not be read; charged to no job)",
     "rapl_outage": "RAPL (counted while the zone could not be read; charged to no job)",
+    "amdsmi": "AMD SMI (AMD GPU energy counter)",
+    "hwmon": "hwmon (kernel power and energy sensors)",
+    "redfish": "the node's BMC over Redfish (wall power)",
+    "ipmi": "the node's BMC over IPMI DCMI (wall power)",
 }
 TOOL_NAMES: Mapping[str, str] = {"codecarbon": "CodeCarbon", "csv": "a CSV file"}
 
@@ -125,6 +151,8 @@ class Tally:
     high: float = 0.0
     unquantified: float = 0.0
     """kWh of unknown accuracy, inside both `low` and `high` at its value."""
+    unquantified_sources: set[str] = field(default_factory=set)
+    """The sources that energy of unknown accuracy came from."""
     methods: dict[str, str] = field(default_factory=dict)
     """Imported sources -> the method their files stated."""
 
@@ -134,6 +162,8 @@ class Tally:
         acc = accuracy_of(source, declared_pct)
         if acc.minus is None or acc.plus is None:
             self.unquantified += kwh
+            if kwh > 0:
+                self.unquantified_sources.add(source)
             self.low += kwh
             self.high += kwh
         else:
@@ -157,12 +187,29 @@ class Tally:
         self.low += other.low
         self.high += other.high
         self.unquantified += other.unquantified
+        self.unquantified_sources |= other.unquantified_sources
         for source, method in other.methods.items():
             self.methods.setdefault(source, method)
 
     @property
     def total(self) -> float:
         return sum(self.by_kind.values())
+
+    def unquantified_words(self) -> str:
+        """Where the energy of unknown accuracy came from, in words: `imported without a stated
+        accuracy`, `from meters that state no accuracy (AMD SMI, ...)`, or both."""
+        meters = sorted(
+            {
+                METER_NAMES.get(source.removesuffix("_outage"), source).split(" (")[0]
+                for source in self.unquantified_sources
+                if kind_of(source) != IMPORTED
+            }
+        )
+        imported = any(kind_of(source) == IMPORTED for source in self.unquantified_sources)
+        words = ["imported without a stated accuracy"] if imported or not meters else []
+        if meters:
+            words.append(f"from meters that state no accuracy ({', '.join(meters)})")
+        return " or ".join(words)
 
     def shares(self) -> dict[str, float | None]:
         """Each kind's share of the total (0 to 1); None for no energy."""
