@@ -16,7 +16,7 @@ from common import (
 )
 from grafanalib.core import TimeSeries
 
-IT_ENERGY = f'greenai_node_energy_joules_total{{{NODES},component!="platform"}}'
+IT_ENERGY = f'greenai_node_energy_joules_total{{{NODES},component!~"grace|node|platform"}}'
 ALL_CO2 = f"greenai_node_co2_grams_total{{{NODES}}}"
 NODE_CO2 = f'greenai_node_co2_grams_total{{{NODES},basis="$basis"}}'
 IT_POWER = f"instance:greenai_node_power_watts:rate5m{{{NODES}}}"

@@ -17,9 +17,11 @@ from common import (
     timeseries,
 )
 
-ENERGY = f'greenai_node_energy_joules_total{{{NODES},component!="platform"}}'
-MEASURED = f'greenai_node_energy_joules_total{{{NODES},component!="platform",source!="estimate"}}'
+ENERGY = f'greenai_node_energy_joules_total{{{NODES},component!~"grace|node|platform"}}'
+MEASURED = f'greenai_node_energy_joules_total{{{NODES},component!~"grace|node|platform",source!="estimate"}}'
 ALL_ENERGY = f"greenai_node_energy_joules_total{{{NODES}}}"
+WALL = f'greenai_node_energy_joules_total{{{NODES},component="node"}}'
+OTHER = f'greenai_node_energy_joules_total{{{NODES},component="other"}}'
 IT_POWER = rate(ENERGY, "instance")
 FACILITY_POWER = f"{IT_POWER} * on (instance) group_left () max by (instance) (greenai_site_pue{{{NODES}}})"
 
@@ -27,11 +29,17 @@ dashboard = dashboard(
     title="greenai / Node",
     uid="greenai-node",
     description="Power and energy of the nodes by component and device, as the greenai agent measures or "
-    "estimates them. IT power leaves out `platform` (psys), which overlaps cpu and dram.",
+    "estimates them. IT power leaves out the meters that contain other components: `platform` (psys), "
+    "`node` (the wall meter, whose unexplained part is `other`) and `grace` (inside a `module`).",
     variables=[instance_variable()],
     panels=[
         stat(
-            "IT power", f"sum({IT_POWER})", "watt", (0, 0, 6, 4), "CPU, DRAM and GPU power of the nodes now."
+            "IT power",
+            f"sum({IT_POWER})",
+            "watt",
+            (0, 0, 6, 4),
+            "CPU, DRAM, GPU and superchip-module power of the nodes now, plus `other` (wall power no "
+            "counter explains) on nodes with a wall meter.",
         ),
         stat(
             "Facility power (PUE)",
@@ -46,7 +54,8 @@ dashboard = dashboard(
             f"({rate(MEASURED)} or vector(0)) / {rate(ENERGY)}",
             "percentunit",
             (18, 0, 6, 4),
-            "Share of the IT power measured by RAPL or NVML rather than estimated from TDP and utilisation.",
+            "Share of the IT power measured (RAPL, NVML, AMD SMI, hwmon, the BMC) rather than estimated "
+            "from TDP and utilisation.",
         ),
         row("Power", 4),
         power_by(
@@ -54,14 +63,16 @@ dashboard = dashboard(
             ALL_ENERGY,
             "component",
             (0, 5, 12, 9),
-            "platform (psys) is the whole package as the CPU sees it, so it overlaps cpu and dram.",
+            "platform (psys) overlaps cpu and dram; node is the wall meter, which contains every other "
+            "component; grace is the Grace CPU's own sensors, inside the module.",
         ),
         power_by(
             "Power by source",
             ENERGY,
             "source",
             (12, 5, 12, 9),
-            "rapl and nvml are measured; estimate is modelled (docs/estimate.md).",
+            "rapl, nvml, amdsmi, hwmon, redfish and ipmi are measured; estimate is modelled "
+            "(docs/estimate.md).",
             stacked=True,
         ),
         series(
@@ -77,22 +88,34 @@ dashboard = dashboard(
             "watt",
             (0, 23, 16, 8),
         ),
+        timeseries(
+            "Wall power and what the counters explain",
+            queries(
+                (rate(WALL, "instance"), "{{instance}} wall"),
+                (rate(OTHER, "instance"), "{{instance}} other (wall - counters)"),
+            ),
+            "watt",
+            (0, 31, 24, 8),
+            "On nodes whose wall power is read (a BMC over Redfish, an ACPI power meter): the wall, and "
+            "`other`, the part of it no CPU, DRAM or GPU counter explains (fans, power supplies, NICs, "
+            "disks).",
+        ),
         series(
             "PUE by site", f"max by (site) (greenai_site_pue{{{NODES}}})", "{{site}}", "none", (16, 23, 8, 8)
         ),
-        row("Energy", 31),
+        row("Energy", 39),
         per_day(
             "IT energy per day by component",
             kwh(increase(ENERGY, "$__interval", "component")),
             "{{component}}",
             "kwatth",
-            (0, 32, 12, 8),
+            (0, 40, 12, 8),
             stacked=True,
         ),
         instant_table(
             "Devices",
             f"max by (instance, component, device, source, method, model) (greenai_device_info{{{NODES}}})",
-            (12, 32, 12, 8),
+            (12, 40, 12, 8),
             "The devices each agent measures, and how: counter, power, tdp-utilisation or watts-per-gb.",
         ),
     ],

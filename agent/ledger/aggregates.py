@@ -46,6 +46,12 @@ _NODE_HOURS = (
     "WHERE hour >= ? AND hour < ? AND source NOT LIKE 'import:%' GROUP BY node"
 )
 
+# The wall meters: the energy the agent read at each node's wall (component `node`), and in how many hours.
+_WALL_HOURS = (
+    "SELECT node, source, COUNT(DISTINCT hour), SUM(joules) FROM node_energy "
+    "WHERE hour >= ? AND hour < ? AND component = 'node' GROUP BY node, source"
+)
+
 
 def jobs(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
     """Each job with energy in the window: (rowid, scheduler, job_id, node, user, name, start, end,
@@ -82,3 +88,8 @@ def unattributed_sources(reader: LedgerReader, lo: int, hi: int) -> Iterator[tup
 def node_coverage(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
     """(node, hours with the agent's own samples, first hour, last hour); imported rows not counted."""
     return reader.stream(_NODE_HOURS, (lo, hi))
+
+
+def wall_meters(reader: LedgerReader, lo: int, hi: int) -> Iterator[tuple[Any, ...]]:
+    """(node, source, hours with a wall reading, joules read at the wall) per node and wall meter."""
+    return reader.stream(_WALL_HOURS, (lo, hi))

@@ -101,6 +101,10 @@ class NodeCoverage:
     hours_with_data: int = 0
     first_hour: int | None = None
     last_hour: int | None = None
+    wall_hours: int = 0
+    """Hours in which the node's wall power was read (a BMC, an ACPI power meter)."""
+    wall_kwh: float = 0.0
+    wall_sources: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -241,6 +245,11 @@ class YearReader:
             cov.hours_with_data += hours
             cov.first_hour = first if cov.first_hour is None else min(cov.first_hour, first)
             cov.last_hour = last if cov.last_hour is None else max(cov.last_hour, last)
+        for node, source, hours, joules in aggregates.wall_meters(reader, lo, hi):
+            cov = out.coverage.setdefault(node, NodeCoverage())
+            cov.wall_hours += hours
+            cov.wall_kwh += (joules or 0.0) / JOULES_PER_KWH
+            cov.wall_sources.add(source)
 
     def add_job_hour(
         self,

@@ -42,7 +42,8 @@ from typing import Any
 
 from agent.ledger.summary import JobSummary
 from agent.report.data import JobTotals, NodeCoverage, YearData, YearReader, fold, year_bounds
-from agent.units import HOUR_SECONDS
+from agent.units import HOUR_SECONDS, JOULES_PER_KWH
+from collectors.base import NOT_IN_TOTAL
 from collectors.workloads import JobInfo
 
 LOOKBACK_S = 86400
@@ -52,8 +53,9 @@ JOBS_DEFAULT_DAYS = 31
 JOB_ENERGY = "greenai_job_energy_joules_total"
 NODE_ENERGY = "greenai_node_energy_joules_total"
 UNATTRIBUTED = "greenai_node_unattributed_energy_joules_total"
-IN_TOTAL = 'component!="platform"'
-"""psys contains the packages and DRAM: left out of totals, as in the ledgers."""
+IN_TOTAL = f'component!~"{"|".join(sorted(NOT_IN_TOTAL))}"'
+"""Meters that contain other components (psys, the wall, Grace's sensors): left out of totals, as in
+the ledgers."""
 META = ("user", "name", "account", "partition", "project", "phase", "model")
 """Job labels read where `jobs.labels` exports them."""
 NODE_BY = ("node", "instance")
@@ -247,6 +249,14 @@ def read_year(
         cov.hours_with_data += len(hours)
         cov.first_hour = min(hours) if cov.first_hour is None else min(cov.first_hour, min(hours))
         cov.last_hour = max(hours) if cov.last_hour is None else max(cov.last_hour, max(hours))
+    for key, hours in hourly(
+        client, f'{NODE_ENERGY}{{component="node"}}', (*NODE_BY, "source"), start, end
+    ).items():
+        labels = dict(key)
+        cov = out.coverage.setdefault(node_of(labels), NodeCoverage())
+        cov.wall_hours += len(hours)
+        cov.wall_kwh += sum(hours.values()) / JOULES_PER_KWH
+        cov.wall_sources.add(labels.get("source", ""))
     fold(out)
     return out
 
@@ -286,7 +296,7 @@ def read_jobs(client: PromClient, query: JobsQuery, now: Callable[[], float] = t
         component = labels.get("component", "")
         for hour, joules in hours.items():
             job["hours"].add(hour)
-            est = joules * shares.get((node, hour), 0.0) if component != "platform" else 0.0
+            est = joules * shares.get((node, hour), 0.0) if component not in NOT_IN_TOTAL else 0.0
             for source, j in (("estimate", est), ("measured", joules - est)):
                 if j:
                     energy = job["energy"]

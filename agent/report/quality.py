@@ -28,6 +28,13 @@ from agent.report.data import YearData, hours_in_year
 from agent.report.targets import CO2_FIGURE_WHY
 from agent.units import HOUR_SECONDS
 
+PUE_DEFINITION = (
+    "PUE is the facility's total energy divided by the energy of its IT equipment (ISO/IEC 30134-2, "
+    "The Green Grid), so facility energy = IT energy x PUE. On a node whose wall power is read, its IT "
+    "energy is the wall figure (the counted CPU, DRAM, GPU and module energy plus `other`, what the "
+    "wall meter saw beyond them: fans, power-supply losses, NICs, disks); elsewhere it is the counted "
+    "components alone, and the PUE in use should be one worked out for the same boundary."
+)
 UNCERTAINTY_DOC = "docs/uncertainty.md"
 UNCERTAINTY_TEXT = (
     "Each source of energy has a stated relative accuracy: the agent's meters (NVML, RAPL) +/-5 %, "
@@ -82,9 +89,12 @@ def method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any], energy
     ]
     shares = energy.shares()
     return {
-        "boundary": "IT energy of the nodes' CPU packages, DRAM and GPUs (platform sensors excluded, "
-        "they overlap), attributed to jobs per hour, plus the nodes' unattributed energy; facility energy "
-        "= IT x PUE; Scope 2 location- and market-based; embodied emissions (SCI's M) apart.",
+        "boundary": "IT energy of the nodes' CPU packages, DRAM, GPUs and superchip modules, and, on "
+        "nodes whose wall power is read, the rest of the wall figure (`other`); meters that contain "
+        "those (platform, wall, Grace sensors) are not added again. Attributed to jobs per hour, plus the "
+        "nodes' unattributed energy; facility energy = IT x PUE; Scope 2 location- and market-based; "
+        "embodied emissions (SCI's M) apart.",
+        "wall": wall(data),
         "sites": [{"site": s.name, "nodes": [p.pattern for p in s.nodes]} for s in model.sites],
         "sources": sources,
         "energy_sources": energy_sources(data),
@@ -95,6 +105,24 @@ def method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any], energy
         "uncertainty": {"doc": UNCERTAINTY_DOC, "text": UNCERTAINTY_TEXT},
         "training_figure": CO2_FIGURE_WHY,
         "warnings": list(model.warnings),
+    }
+
+
+def wall(data: YearData) -> dict[str, Any]:
+    """report.json's `method.wall`: which nodes had their wall power read, and PUE's definition."""
+    metered = {node: cov for node, cov in sorted(data.coverage.items()) if cov.wall_hours > 0}
+    return {
+        "nodes": [
+            {
+                "node": node,
+                "sources": sorted(cov.wall_sources),
+                "hours": cov.wall_hours,
+                "kwh": cov.wall_kwh,
+            }
+            for node, cov in metered.items()
+        ],
+        "nodes_without": len(data.coverage) - len(metered),
+        "pue_definition": PUE_DEFINITION,
     }
 
 
@@ -115,6 +143,7 @@ def quality(data: YearData, hourly: Mapping[str, Any], it_kwh: float, energy: Ta
                 "hours_with_data": cov.hours_with_data,
                 "hours_missing_in_span": span - cov.hours_with_data,
                 "hours_without_data": year_hours - cov.hours_with_data,
+                "wall_hours": cov.wall_hours,
             }
         )
     fallbacks = sorted({p.location for p in hourly["sources"] if p.fallback})

@@ -86,6 +86,22 @@ def _kinds_text(e: Mapping[str, Any]) -> str:
     return text
 
 
+def _wall_text(w: Mapping[str, Any]) -> str:
+    """Which nodes had their wall power read, and what PUE multiplies."""
+    nodes = w["nodes"]
+    if not nodes:
+        where = "No node's wall power was read: IT energy is the counted components alone."
+    else:
+        names = ", ".join(f"{n['node']} ({', '.join(n['sources'])}, {n['hours']} h)" for n in nodes)
+        rest = w["nodes_without"]
+        others = f"; on the other {rest} node(s) it is the counted components alone" if rest else ""
+        where = (
+            f"Wall power was read on {len(nodes)} node(s), where IT energy is the wall figure: "
+            f"{names}{others}."
+        )
+    return f"{where} {w['pue_definition']}"
+
+
 def _method(doc: Mapping[str, Any]) -> list[Block]:
     m = doc["method"]
     srcs = m["energy_sources"]
@@ -112,6 +128,7 @@ def _method(doc: Mapping[str, Any]) -> list[Block]:
         ("p", f"Uncertainty: {m['uncertainty']['text']} The method: {m['uncertainty']['doc']}."),
     ]
     blocks += [("p", f"Accuracy of {r['source']}: {r['accuracy_basis']}") for r in srcs]
+    blocks.append(("p", _wall_text(m["wall"])))
     sources = m["sources"]
     fac = Column(s["facility_kwh"] for s in sources)
     rows = [

@@ -157,7 +157,8 @@ def test_every_metric_is_exported_or_recorded() -> None:
 
 def test_metric_names_are_parsed_from_expressions() -> None:
     expr = (
-        'sum by (instance) (rate(greenai_node_energy_joules_total{component!="platform"}[$__rate_interval]))'
+        'sum by (instance) (rate(greenai_node_energy_joules_total{component!~"grace|node|platform"}'
+        "[$__rate_interval]))"
         " * on (instance) group_left () max by (instance) (greenai_site_pue) / 3.6e+06 or vector(0)"
     )
     assert metric_names(expr) == {"greenai_node_energy_joules_total", "greenai_site_pue"}

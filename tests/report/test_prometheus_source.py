@@ -27,9 +27,10 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.report.prometheus import PromClient, hourly
+from agent.report.prometheus import IN_TOTAL, PromClient, hourly
 from tests.support.cgroups import RealCgroups, real_cgroups_missing
 from tests.support.nvml import FakeGpu, FakeProcess, write_state
+from tests.support.hwmon import FakeHwmon, acpi_node_meter
 from tests.support.powercap import PowercapTree, server_zones
 from tests.support.processes import REPO, AgentProcess, PrometheusServer, run_greenai, wait_for
 
@@ -52,6 +53,8 @@ class Node:
     gpus: list[FakeGpu]
     tree: PowercapTree
     agent: AgentProcess | None = None
+    wall: tuple[FakeHwmon, str] | None = None
+    """The node's ACPI power meter (a generated hwmon tree) and its entry, on the first node only."""
 
 
 @dataclass
@@ -147,6 +150,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_nvml_lib: Path) -> Iter
                 "carbon: {location: FRA}\n"
             )
             nodes.append(Node(name, job_id, ledger, config, state, gpus, tree))
+            if i == 0:  # a wall meter, well above the counters: `other` is on the dashboards too
+                hwmon = FakeHwmon(tree.root)
+                nodes[-1].wall = (hwmon, acpi_node_meter(hwmon, power_uw=900_000_000))
         for node in nodes:
             env = {"LD_LIBRARY_PATH": str(fake_nvml_lib), "FAKE_NVML_STATE": str(node.state)}
             args = ["--config", str(node.config), "--interval", "0.25", "--sysfs", str(node.tree.root)]
@@ -178,6 +184,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_nvml_lib: Path) -> Iter
         clocks.close()
         for node in nodes:
             write_state(node.state, [_frozen(gpu) for gpu in node.gpus])
+            if node.wall is not None:
+                node.wall[0].set(node.wall[1], "power1_average", 0)
         frozen_at = time.time()
         time.sleep(1.0)  # a few agent intervals: the last energy is in the counters
 
@@ -188,12 +196,10 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake_nvml_lib: Path) -> Iter
         wait_for(scraped_after_freeze, 10, "a scrape of the frozen counters", poll=0.2)
         fleet = Fleet(prom, nodes, live_at, tmp / "out")
         fleet.prom_job_j = _by_node(
-            prom.query('sum by (instance) (greenai_job_energy_joules_total{component!="platform"})')
+            prom.query(f"sum by (instance) (greenai_job_energy_joules_total{{{IN_TOTAL}}})")
         )
         fleet.prom_unattributed_j = _by_node(
-            prom.query(
-                'sum by (instance) (greenai_node_unattributed_energy_joules_total{component!="platform"})'
-            )
+            prom.query(f"sum by (instance) (greenai_node_unattributed_energy_joules_total{{{IN_TOTAL}}})")
         )
         for node in nodes:
             assert node.agent is not None

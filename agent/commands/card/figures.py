@@ -89,6 +89,7 @@ def card_fields(
         "gpu_hours": gpu_hours(jobs),
         "hardware_days": gpu_hours(jobs) / 24,
         "hardware": hardware(jobs),
+        "wall": wall(jobs),
         **useful_work(runs),
         "co2e_grams": {"location": e.location_g, "market": e.market_g},
         "co2e_grams_range": {
@@ -120,6 +121,30 @@ def by_component(jobs: Iterable[JobSummary]) -> dict[str, float]:
         for component, joules in job.by_component().items():
             out[component] = out.get(component, 0.0) + joules / JOULES_PER_KWH
     return out
+
+
+def wall(jobs: Sequence[JobSummary]) -> dict[str, Any]:
+    """Which nodes read the runs' wall power, and the `other` energy it added beyond the counters (kWh)."""
+    metered = sorted({j.node for j in jobs if any(c == "other" for c, _ in j.energy_j)})
+    nodes = sorted({j.node for j in jobs})
+    other_kwh = sum(joules for j in jobs for (c, _), joules in j.energy_j.items() if c == "other")
+    return {
+        "nodes": metered,
+        "nodes_without": [n for n in nodes if n not in metered],
+        "other_kwh": other_kwh / JOULES_PER_KWH,
+    }
+
+
+def wall_sentence(w: Mapping[str, Any]) -> str:
+    """The statement's words on wall power: where it was read and what it added; '' where it was not."""
+    if not w["nodes"]:
+        return ""
+    where = ", ".join(w["nodes"])
+    rest = f"; on {', '.join(w['nodes_without'])} only the counters were read" if w["nodes_without"] else ""
+    return (
+        f"The IT energy includes {range_text(w['other_kwh'], None, None, ENERGY_UNITS)} read at the wall "
+        f"beyond the CPU, memory and GPU counters (fans, power supplies, network, disks), on {where}{rest}."
+    )
 
 
 def subject_fields(subject: Subject, jobs: Sequence[JobSummary]) -> dict[str, Any]:
@@ -221,7 +246,7 @@ def statement(f: Mapping[str, Any], kinds: Tally) -> str:
         else "; embodied emissions of the hardware are not included (not configured)."
     )
     unquantified = (
-        f"; {range_text(kinds.unquantified, None, None, ENERGY_UNITS)} imported without a stated accuracy "
+        f"; {range_text(kinds.unquantified, None, None, ENERGY_UNITS)} {kinds.unquantified_words()} "
         "is counted at its value"
         if kinds.unquantified > 0
         else ""
@@ -235,6 +260,7 @@ def statement(f: Mapping[str, Any], kinds: Tally) -> str:
         f"({mass(f['co2e_grams']['market'])} market-based; {f['cfe_pct']:.0f} % carbon-free energy)"
         + embodied,
         kinds_sentence(kinds),
+        *([w] if (w := wall_sentence(f["wall"])) else []),
         "CO2e is the sum, hour by hour, of each hour's energy times that hour's grid carbon intensity "
         f"({f['intensity_source']}).",
         f"Ranges follow from the stated accuracy of each kind of energy ({UNCERTAINTY_DOC}){unquantified}."
