@@ -11,6 +11,7 @@ installs one).
 
 from __future__ import annotations
 
+import base64
 import filecmp
 import shutil
 import subprocess
@@ -75,6 +76,11 @@ VALUE_SETS = {
     "all-on": [*ALL_ON, "--set", "podLookup.enabled=true"],
     "device-plugin": ["--set", "gpu.enabled=true", "--set", "gpu.runtimeClassName=", "--set-string",
                       "gpu.resource=nvidia.com/gpu"],
+    "amd-hwmon-bmc": ["--set", "amdGpu.enabled=true", "--set", "amdGpu.hostDevices=true",
+                      "--set", "hwmon.gpuProcesses=true", "--set", "bmc.enabled=true",
+                      "--set", "bmc.url=https://{node_name}-bmc.mgmt.example.org",
+                      "--set", "bmc.username=monitor", "--set", "bmc.password=not-in-the-configmap",
+                      "--set", "bmc.caSecret=bmc-ca"],
 }  # fmt: skip
 
 
@@ -367,6 +373,20 @@ def test_gpu_through_the_device_plugin() -> None:
         (["--set", "ledger.hostPath=var/lib/greenai"], "/ledger/hostPath"),
         (["--set", "podLookup.enabled=maybe"], "/podLookup/enabled"),
         (["--set", "no_such_key=1"], "no_such_key"),
+        (["--set", "bmc.no_such_key=1"], "no_such_key"),
+        (["--set", "bmc.passwordFile=/etc/pw"], "passwordFile"),
+        (["--set", "amdGpu.no_such_key=1"], "no_such_key"),
+        (["--set", "hwmon.no_such_key=1"], "no_such_key"),
+        (["--set", "hwmon.gpuProcesses=yes"], "/hwmon/gpuProcesses"),
+        (["--set", "bmc.url=ftp://bmc"], "/bmc/url"),
+        (["--set", "bmc.intervalSeconds=0"], "/bmc/intervalSeconds"),
+        (["--set", "bmc.timeoutSeconds=120"], "/bmc/timeoutSeconds"),
+        (["--set", "bmc.verifyTls=/etc/ca.pem"], "/bmc/verifyTls"),
+        (["--set", "bmc.existingSecret=Not_A_Name"], "/bmc/existingSecret"),
+        (["--set", "amdGpu.rocmPath=/"], "/amdGpu/rocmPath"),
+        (["--set", "amdGpu.resourceCount=0"], "/amdGpu/resourceCount"),
+        # The chart owns collectors.bmc: it comes from bmc.*, so config cannot set it.
+        (["--set", "config.collectors.bmc.url=https://bmc"], "bmc"),
     ],
 )
 def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
@@ -388,3 +408,181 @@ def test_the_carbon_example_in_the_values_renders_and_resolves_when_uncommented(
     assert warnings == [] and model.default.name == "main"
     for site in model.sites:
         assert site.annual.provenance.location == "FRA" and not site.annual.provenance.fallback
+
+
+def _container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (container,) = _pod(docs)["containers"]
+    return dict(container)
+
+
+def _by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {item["name"]: item for item in items}
+
+
+AMD = ["--set", "amdGpu.enabled=true"]
+
+
+@needs_helm
+def test_amd_gpus_get_the_hosts_rocm_and_the_device_plugins_resource() -> None:
+    docs = render(*AMD, "--set", "amdGpu.rocmPath=/opt/rocm-6.4.1", "--set", "amdGpu.resourceCount=2")
+    pod = _pod(docs)
+    container = _container(docs)
+    volumes = _by_name(pod["volumes"])
+    mounts = _by_name(container["volumeMounts"])
+    assert volumes["rocm"]["hostPath"] == {"path": "/opt/rocm-6.4.1", "type": "Directory"}
+    assert mounts["rocm"] == {"name": "rocm", "mountPath": "/opt/rocm-6.4.1", "readOnly": True}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LD_LIBRARY_PATH"] == "/opt/rocm-6.4.1/lib"
+    assert env["ROCM_PATH"] == "/opt/rocm-6.4.1"
+    limits = container["resources"]["limits"]
+    assert limits["amd.com/gpu"] == 2
+    assert limits["memory"] == "256Mi"
+    # The resource brings the devices: no hostPath device nodes, and no privilege added for them.
+    assert not {"dev-kfd", "dev-dri"} & volumes.keys()
+    assert container["securityContext"] == _container(render())["securityContext"]
+    assert "runtimeClassName" not in pod and "NVIDIA_VISIBLE_DEVICES" not in env
+
+
+@needs_helm
+def test_amd_host_devices_are_read_only_host_paths_without_the_resource() -> None:
+    docs = render(*AMD, "--set", "amdGpu.hostDevices=true", "--set", "amdGpu.resource=")
+    container = _container(docs)
+    volumes = _by_name(_pod(docs)["volumes"])
+    mounts = _by_name(container["volumeMounts"])
+    assert volumes["dev-kfd"]["hostPath"] == {"path": "/dev/kfd", "type": "CharDevice"}
+    assert volumes["dev-dri"]["hostPath"] == {"path": "/dev/dri", "type": "Directory"}
+    assert mounts["dev-kfd"] == {"name": "dev-kfd", "mountPath": "/dev/kfd", "readOnly": True}
+    assert mounts["dev-dri"] == {"name": "dev-dri", "mountPath": "/dev/dri", "readOnly": True}
+    assert not any(key.startswith("amd.com/") for key in container["resources"]["limits"])
+    assert container["securityContext"]["privileged"] is False
+    assert not container["securityContext"]["capabilities"].get("add")
+    host_volumes = {name for name, v in volumes.items() if "hostPath" in v}
+    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger"}
+
+
+@needs_helm
+def test_amd_and_nvidia_resources_are_requested_together() -> None:
+    limits = _container(render(*VALUE_SETS["device-plugin"], *AMD))["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 1 and limits["amd.com/gpu"] == 1
+
+
+@needs_helm
+def test_amd_is_off_by_default() -> None:
+    docs = render()
+    container = _container(docs)
+    assert not {"rocm", "dev-kfd", "dev-dri"} & _by_name(_pod(docs)["volumes"]).keys()
+    assert not {"LD_LIBRARY_PATH", "ROCM_PATH"} & {e["name"] for e in container["env"]}
+    assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+
+
+@needs_helm
+@pytest.mark.parametrize("added", [[], ["NET_RAW"]])
+def test_hwmon_gpu_processes_adds_sys_ptrace_and_nothing_else(added: list[str]) -> None:
+    extra = ["--set-json", f"securityContext.capabilities.add={added}".replace("'", '"')]
+    without = render(*extra)
+    with_ptrace = render(*extra, "--set", "hwmon.gpuProcesses=true")
+    capabilities = _container(with_ptrace)["securityContext"]["capabilities"]
+    assert capabilities == {"drop": ["ALL"], "add": [*added, "SYS_PTRACE"]}
+    # Everything else, the rest of the DaemonSet included, is what it was without the option.
+    capabilities["add"] = added
+    assert with_ptrace == without
+
+
+BMC = ["--set", "bmc.enabled=true", "--set", "bmc.url=https://{node_name}-bmc.mgmt.example.org",
+       "--set", "bmc.username=monitor"]  # fmt: skip
+
+
+def _bmc_volume(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bmc volume and its mount."""
+    return _by_name(_pod(docs)["volumes"])["bmc"], _by_name(_container(docs)["volumeMounts"])["bmc"]
+
+
+@needs_helm
+def test_bmc_existing_secret_is_mounted_owner_only_and_configures_the_collector(tmp_path: Path) -> None:
+    docs = render(*BMC, "--set", "bmc.existingSecret=node-bmc", "--set", "bmc.passwordKey=pw")
+    assert "Secret" not in kinds(docs)  # the operator's Secret, not one of the chart's
+    volume, mount = _bmc_volume(docs)
+    assert mount == {"name": "bmc", "mountPath": "/etc/greenai/bmc", "readOnly": True}
+    # 0400: the agent refuses a password file that every user can read.
+    assert volume["projected"]["defaultMode"] == 0o400
+    assert volume["projected"]["sources"] == [
+        {"secret": {"name": "node-bmc", "items": [{"key": "pw", "path": "password"}]}}
+    ]
+
+    bmc = _agent_config(docs, tmp_path).collectors.bmc
+    assert bmc.enabled == "auto"
+    assert bmc.url == "https://{node_name}-bmc.mgmt.example.org"
+    assert bmc.username == "monitor"
+    assert bmc.password_file == Path(mount["mountPath"]) / "password"
+    assert bmc.verify_tls is True
+    assert (bmc.interval_seconds, bmc.timeout_seconds) == (10.0, 5.0)
+    agent_yaml = one(docs, "ConfigMap")["data"]["agent.yaml"]
+    assert "password:" not in agent_yaml and "node-bmc" not in agent_yaml
+
+
+@needs_helm
+def test_bmc_password_value_becomes_a_secret_and_nowhere_else(tmp_path: Path) -> None:
+    password = "c0rrect-h0rse-battery"
+    docs = render(*BMC, "--set", f"bmc.password={password}")
+    secret = one(docs, "Secret")
+    assert base64.b64decode(secret["data"]["password"]).decode() == password
+    assert secret["metadata"]["namespace"] == "monitoring"
+    volume, _ = _bmc_volume(docs)
+    (source,) = volume["projected"]["sources"]
+    assert source["secret"]["name"] == secret["metadata"]["name"]
+    for kind in ("ConfigMap", "DaemonSet"):
+        assert password not in yaml.safe_dump(one(docs, kind))
+    assert str(_agent_config(docs, tmp_path).collectors.bmc.password_file) == "/etc/greenai/bmc/password"
+
+
+@needs_helm
+def test_bmc_ca_bundle_and_required(tmp_path: Path) -> None:
+    # --set gives 2.5 as a string; --set-json as a number.
+    docs = render(*BMC, "--set", "bmc.existingSecret=node-bmc", "--set", "bmc.caSecret=bmc-ca",
+                  "--set", "bmc.required=true", "--set", "bmc.intervalSeconds=30",
+                  "--set-json", "bmc.timeoutSeconds=2.5")  # fmt: skip
+    volume, _ = _bmc_volume(docs)
+    assert volume["projected"]["sources"][1] == {
+        "secret": {"name": "bmc-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    }
+    bmc = _agent_config(docs, tmp_path).collectors.bmc
+    assert bmc.verify_tls == Path("/etc/greenai/bmc/ca.crt")
+    assert bmc.enabled == "true"
+    assert (bmc.interval_seconds, bmc.timeout_seconds) == (30.0, 2.5)
+
+    no_tls = render(*BMC, "--set", "bmc.existingSecret=s", "--set", "bmc.verifyTls=false")
+    assert _agent_config(no_tls, tmp_path).collectors.bmc.verify_tls is False
+
+
+@needs_helm
+def test_bmc_without_credentials_sends_none(tmp_path: Path) -> None:
+    docs = render(*BMC[:4])
+    assert "bmc" not in _by_name(_pod(docs)["volumes"])
+    bmc = _agent_config(docs, tmp_path).collectors.bmc
+    assert bmc.username == "" and bmc.password_file is None
+
+
+@needs_helm
+def test_bmc_is_off_by_default(tmp_path: Path) -> None:
+    docs = render()
+    assert _agent_config(docs, tmp_path).collectors.bmc.enabled == "false"
+    assert "bmc" not in _by_name(_pod(docs)["volumes"])
+    assert "Secret" not in kinds(docs)
+
+
+@needs_helm
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (BMC[:2], "bmc.enabled needs bmc.url"),
+        ([*BMC, "--set", "bmc.existingSecret=s", "--set", "bmc.password=p"], "not both"),
+        (BMC, "bmc.username needs the password"),
+        ([*BMC[:4], "--set", "bmc.existingSecret=s"], "needs bmc.username"),
+        ([*BMC, "--set", "bmc.existingSecret=s", "--set", "bmc.caSecret=ca", "--set", "bmc.verifyTls=false"],
+         "bmc.caSecret is given but bmc.verifyTls is false"),
+    ],
+)  # fmt: skip
+def test_contradictory_bmc_values_fail_with_one_line(args: list[str], complaint: str) -> None:
+    result = helm("template", "greenai", str(CHART), *args, check=False)
+    assert result.returncode != 0, result.stdout
+    assert complaint in result.stderr

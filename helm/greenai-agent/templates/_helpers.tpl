@@ -40,6 +40,59 @@ app.kubernetes.io/component: node-agent
 {{/* The service account's token and CA, as every pod with a mounted token has them. */}}
 {{- define "greenai-agent.saDir" -}}/var/run/secrets/kubernetes.io/serviceaccount{{- end }}
 
+{{/* Where the BMC's password (and CA bundle) are mounted: files "password" and "ca.crt". */}}
+{{- define "greenai-agent.bmcDir" -}}/etc/greenai/bmc{{- end }}
+
+{{/* The Secret holding the BMC's password: the operator's, or the one the chart creates; "" for none. */}}
+{{- define "greenai-agent.bmcSecretName" -}}
+{{- if .Values.bmc.existingSecret }}
+{{- .Values.bmc.existingSecret }}
+{{- else if .Values.bmc.password }}
+{{- printf "%s-bmc" (include "greenai-agent.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/*
+collectors.bmc of the agent's config, from .Values.bmc; fails on values that contradict each other.
+The password itself never goes in: only the path of the file the Secret is mounted as.
+*/}}
+{{- define "greenai-agent.bmcConfig" -}}
+{{- $b := .Values.bmc }}
+{{- if not $b.enabled }}
+{{- toYaml (dict "enabled" "false") }}
+{{- else }}
+{{- if not $b.url }}
+{{- fail "bmc.enabled needs bmc.url (it may contain {node_name})" }}
+{{- end }}
+{{- if and $b.existingSecret $b.password }}
+{{- fail "set bmc.existingSecret or bmc.password, not both" }}
+{{- end }}
+{{- $secret := include "greenai-agent.bmcSecretName" . }}
+{{- if and $b.username (not $secret) }}
+{{- fail "bmc.username needs the password: set bmc.existingSecret (preferred) or bmc.password" }}
+{{- end }}
+{{- if and $secret (not $b.username) }}
+{{- fail "bmc.existingSecret or bmc.password needs bmc.username: the agent sends no password without a user" }}
+{{- end }}
+{{- if and $b.caSecret (not $b.verifyTls) }}
+{{- fail "bmc.caSecret is given but bmc.verifyTls is false: drop one of them" }}
+{{- end }}
+{{- $dir := include "greenai-agent.bmcDir" . }}
+{{- $c := dict
+  "enabled" (ternary "true" "auto" $b.required)
+  "url" $b.url
+  "interval_seconds" $b.intervalSeconds
+  "timeout_seconds" $b.timeoutSeconds
+  "verify_tls" (ternary (printf "%s/ca.crt" $dir) $b.verifyTls (not (empty $b.caSecret)))
+}}
+{{- if $b.username }}
+{{- $_ := set $c "username" $b.username }}
+{{- $_ := set $c "password_file" (printf "%s/password" $dir) }}
+{{- end }}
+{{- toYaml $c }}
+{{- end }}
+{{- end }}
+
 {{/*
 The agent's YAML config: .Values.config with the keys the pod's layout decides set by the chart.
 */}}
@@ -50,6 +103,7 @@ The agent's YAML config: .Values.config with the keys the pod's layout decides s
   "host" (dict "procfs" $m.procfs "sysfs" $m.sysfs "cgroupfs" (printf "%s/fs/cgroup" $m.sysfs))
   "ledger" (dict "path" (printf "%s/%s" .Values.ledger.hostPath .Values.ledger.fileName))
   "slurm" (dict "scontrol" "" "environ_fallback" "false")
+  "collectors" (dict "bmc" (include "greenai-agent.bmcConfig" . | fromYaml))
 }}
 {{- if .Values.podLookup.enabled }}
 {{- $sa := include "greenai-agent.saDir" . }}
