@@ -68,7 +68,7 @@ def summary(sources: list[Source]) -> str:
     missing = "; ".join(
         f"{s.name}: {s.probe.status.value}"
         for s in sources
-        if s.name != "estimate" and s.probe.status is not Status.OK
+        if s.name != "estimate" and s.probe.status not in (Status.OK, Status.DISABLED)
     )
     if not active:
         return "no energy source works on this node; fix one of the problems above"
@@ -80,6 +80,14 @@ def summary(sources: list[Source]) -> str:
     text = f"measuring with {', '.join(measured)}"
     if estimated:
         text += f"; estimating {', '.join(estimated)} (no measured source for it)"
+    components = {d.component: d.source for s in active for d in s.probe.devices}
+    if "module" in components:
+        text += "; superchip modules counted once, their Grace sensors shown as detail"
+    if "node" in components:
+        text += (
+            f"; wall power from {components['node']}: what no counter explains is `other`, "
+            "split per attribution.other_policy"
+        )
     return text
 
 
