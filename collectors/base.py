@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 Clock = Callable[[], float]
 """A monotonic clock in seconds; tests pass a fake one they step by hand."""
@@ -119,6 +119,35 @@ class Reading:
     counters: tuple[Counter, ...]
     errors: tuple[str, ...] = ()
     down: tuple[tuple[str, str], ...] = ()
+
+
+class VendorError(Exception):
+    """A call into a vendor library (NVML, AMD SMI) failed: `reason` is a snake_case label for
+    metrics, `code` the library's own status code when it gave one."""
+
+    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.code = code
+
+
+def vendor_call(
+    library: Any,
+    function: str,
+    args: tuple[Any, ...],
+    failure: type[Exception],
+    translate: Callable[[Exception], VendorError],
+    missing: Callable[[str], VendorError],
+) -> Any:
+    """Call `library.function(*args)`: the library's `failure` becomes `translate(e)`, a function the
+    bindings lack (older than it) becomes `missing(function)`; the one place a vendor call is made."""
+    call = getattr(library, function, None)
+    if call is None:
+        raise missing(function)
+    try:
+        return call(*args)
+    except failure as e:
+        raise translate(e) from e
 
 
 class CollectorError(Exception):

@@ -31,7 +31,7 @@ from typing import Any
 from collectors.amdsmi.errors import LIBRARY_REASONS, NEVER_READABLE, AmdSmiError, translate
 from collectors.amdsmi.gpus import COUNTER, POWER, WRAP_TICKS_32, Gpu, Partition
 from collectors.amdsmi.usage import AmdSmiUsage
-from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status
+from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status, vendor_call
 from collectors.workloads import GpuUsage
 
 log = logging.getLogger("greenai.amdsmi")
@@ -79,13 +79,7 @@ class AmdSmiCollector:
 
     def _call(self, function: str, *args: Any) -> Any:
         """Call one amdsmi function, translating its errors into AmdSmiError."""
-        call = getattr(self._amdsmi, function, None)
-        if call is None:  # bindings older than the function
-            raise AmdSmiError("function_not_found", f"amdsmi has no {function}")
-        try:
-            return call(*args)
-        except self._amdsmi.AmdSmiException as e:
-            raise translate(e) from e
+        return vendor_call(self._amdsmi, function, args, self._amdsmi.AmdSmiException, translate, _missing)
 
     # ---- probe -------------------------------------------------------------------------------
 
@@ -372,3 +366,7 @@ def _import_amdsmi() -> ModuleType:
                 log.debug("amdsmi: %s", " ".join(printed.getvalue().split()))
     module: ModuleType = amdsmi
     return module
+
+
+def _missing(function: str) -> AmdSmiError:
+    return AmdSmiError("function_not_found", f"amdsmi has no {function}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from collectors.base import VendorError
+
 # amdsmi_status_t values (amdsmi.h; the bindings raise AmdSmiLibraryException with them, and its
 # subclasses AmdSmiRetryException and AmdSmiTimeoutException for RETRY and TIMEOUT).
 _REASONS: Mapping[int, str] = {
@@ -50,13 +52,8 @@ NEVER_READABLE = frozenset({"not_supported", "not_yet_implemented", "function_no
 """Reasons a GPU found at probe will not outgrow: it is not retried."""
 
 
-class AmdSmiError(Exception):
+class AmdSmiError(VendorError):
     """An amdsmi call failed; `reason` is a snake_case label for metrics, `code` the amdsmi status."""
-
-    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.code = code
 
 
 def translate(e: Exception) -> AmdSmiError:

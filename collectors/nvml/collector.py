@@ -22,7 +22,7 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status
+from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status, vendor_call
 from collectors.nvml.errors import LIBRARY_REASONS, NEVER_READABLE, NvmlError, text, translate
 from collectors.nvml.gpus import COUNTER, POWER, Gpu
 from collectors.nvml.usage import NvmlUsage
@@ -68,13 +68,7 @@ class NvmlCollector:
 
     def _call(self, function: str, *args: Any) -> Any:
         """Call one pynvml function, translating its errors into NvmlError."""
-        call = getattr(self._nvml, function, None)
-        if call is None:  # an older pynvml than the function
-            raise NvmlError("function_not_found", f"pynvml has no {function}")
-        try:
-            return call(*args)
-        except self._nvml.NVMLError as e:
-            raise translate(e) from e
+        return vendor_call(self._nvml, function, args, self._nvml.NVMLError, translate, _missing)
 
     # ---- probe -------------------------------------------------------------------------------
 
@@ -299,3 +293,7 @@ class NvmlCollector:
             self._call("nvmlShutdown")
         except NvmlError as e:
             log.debug("nvml: shutdown: %s", e)
+
+
+def _missing(function: str) -> NvmlError:
+    return NvmlError("function_not_found", f"pynvml has no {function}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from collectors.base import VendorError
+
 # NVML return codes (nvml.h; stable across driver releases) and the reason labels we report.
 _REASONS: Mapping[int, str] = {
     1: "uninitialized",
@@ -27,13 +29,8 @@ NEVER_READABLE = frozenset({"not_supported", "function_not_found"})
 """Reasons a GPU found at probe will not outgrow: it is not retried."""
 
 
-class NvmlError(Exception):
+class NvmlError(VendorError):
     """An NVML call failed; `reason` is a snake_case label for metrics, `code` the NVML return code."""
-
-    def __init__(self, reason: str, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.code = code
 
 
 def translate(e: Exception) -> NvmlError:
