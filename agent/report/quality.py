@@ -37,9 +37,10 @@ PUE_DEFINITION = (
 )
 UNCERTAINTY_DOC = "docs/uncertainty.md"
 UNCERTAINTY_TEXT = (
-    "Each source of energy has a stated relative accuracy: the agent's meters (NVML, RAPL) +/-5 %, "
+    "Each source of energy has a stated relative accuracy: the agent's NVML and RAPL meters +/-5 %, "
     "its power model -60 % to +190 % (the published error of a TDP-based estimate), an imported run "
-    "what its file declares, else unknown. A range adds its parts' bounds, so the true figure is inside "
+    "what its file declares; AMD SMI, hwmon sensors and BMCs state none, so theirs is unknown, as is "
+    "an imported run's that declares none. A range adds its parts' bounds, so the true figure is inside "
     "it whenever every part is within its stated accuracy; energy of unknown accuracy is counted at its "
     "value at both ends and shown apart as unquantified. A CO2e range scales each job's (or site's) CO2e "
     "by its energy's range; the intensity and PUE data carry no range of their own here."
