@@ -1,4 +1,4 @@
-"""Shared fixtures: the fake libnvidia-ml.so.1, compiled once per test session."""
+"""Shared fixtures: the fake libnvidia-ml.so.1 and libamd_smi.so, compiled once per test session."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.amdsmi import build_fake_amdsmi
 from tests.support.nvml import build_fake_nvml
 from tests.support.slurm_cluster import SlurmCluster, SlurmHost, missing_binaries
 
@@ -24,6 +25,12 @@ def fake_nvml_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def fake_nvml_lib_no_energy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Directory holding a fake libnvidia-ml.so.1 without nvmlDeviceGetTotalEnergyConsumption."""
     return build_fake_nvml(tmp_path_factory.mktemp("nvml-no-energy"), energy_fn=False)
+
+
+@pytest.fixture(scope="session")
+def fake_amdsmi_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory holding the fake libamd_smi.so, for LD_LIBRARY_PATH."""
+    return build_fake_amdsmi(tmp_path_factory.mktemp("amdsmi"))
 
 
 @pytest.fixture

@@ -20,18 +20,11 @@ from tests.support.amdsmi import (
     AMDSMI_STATUS_NOT_SUPPORTED,
     FakeAmdGpu,
     FakeAmdProcess,
-    build_fake_amdsmi,
     write_amd_state,
 )
 
 REPROBE_S = 10.0
 START_S = 1000.0  # the drive's fake clock starts here
-
-
-@pytest.fixture(scope="module")
-def fake_amdsmi_lib(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Directory holding the fake libamd_smi.so, for LD_LIBRARY_PATH."""
-    return build_fake_amdsmi(tmp_path_factory.mktemp("amdsmi"))
 
 
 class AmdDrive(Drive):
