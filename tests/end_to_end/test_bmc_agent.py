@@ -1,6 +1,7 @@
 """A real agent with a BMC that stops answering: a timing-out BMC and one that answers 500 never
 delay a sample, show as greenai_collector_up{collector="bmc"} 0 with their reason counted, and the
-wall counter resumes when the BMC does. The BMC is a local HTTPS Redfish service (tests/support/redfish.py)."""
+wall counter resumes when the BMC does. The BMC is a local HTTPS Redfish service
+(tests/support/redfish.py)."""
 
 from __future__ import annotations
 

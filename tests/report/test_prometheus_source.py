@@ -29,8 +29,8 @@ import yaml
 
 from agent.report.prometheus import IN_TOTAL, PromClient, hourly
 from tests.support.cgroups import RealCgroups, real_cgroups_missing
-from tests.support.nvml import FakeGpu, FakeProcess, write_state
 from tests.support.hwmon import FakeHwmon, acpi_node_meter
+from tests.support.nvml import FakeGpu, FakeProcess, write_state
 from tests.support.powercap import PowercapTree, server_zones
 from tests.support.processes import REPO, AgentProcess, PrometheusServer, run_greenai, wait_for
 
