@@ -1,14 +1,12 @@
-"""Build the fake libamd_smi.so (fake_amd_smi.c) and write the GPU state file it reads on every call."""
+"""Build the fake libamd_smi.so (fake_amd_smi.c) and write the GPU state file it reads."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.fakelib import compile_fake, replace_state
 
 SOURCES = (Path(__file__).with_name("fake_amd_smi.c"), Path(__file__).with_name("fake_amd_smi_stubs.c"))
 LIBRARY_NAME = "libamd_smi.so"
@@ -23,28 +21,7 @@ AMDSMI_STATUS_UNKNOWN_ERROR = 4294967295
 
 def build_fake_amdsmi(outdir: Path) -> Path:
     """Compile the fake into `outdir/libamd_smi.so` and return `outdir`, the LD_LIBRARY_PATH entry."""
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise RuntimeError("no C compiler (gcc or cc) on PATH: needed to build the fake libamd_smi.so")
-    outdir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        cc,
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-O2",
-        "-fvisibility=hidden",
-        "-shared",
-        "-fPIC",
-        "-pthread",
-        f"-Wl,-soname,{LIBRARY_NAME}",
-        "-o",
-        str(outdir / LIBRARY_NAME),
-        *map(str, SOURCES),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return outdir
+    return compile_fake(SOURCES, outdir, LIBRARY_NAME)
 
 
 @dataclass(frozen=True)
@@ -114,7 +91,4 @@ def write_amd_state(path: Path, gpus: Iterable[FakeAmdGpu], t: float = 0.0, load
     gpus = list(gpus)
     lines = [f"library loaded={int(loaded)} t={t!r}", *(gpu.line() for gpu in gpus)]
     lines += [process.line(handle) for handle, gpu in enumerate(gpus) for process in gpu.processes]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    replace_state(path, lines)

@@ -13,23 +13,29 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, Protocol
 
 from agent.live.sampler import Sampler
 from agent.live.snapshot import Snapshot
-from collectors.base import Device, Probe, is_outage
+from collectors.base import Collector, Device, Probe, is_outage
 from collectors.nvml.collector import NvmlCollector
 from collectors.workloads import GpuProcess, GpuUsage
+from tests.support.clock import FakeClock
+
+__all__ = ["FakeClock", "device_json", "probe_json", "serve", "snapshot_json", "usage_json"]
 
 
-class FakeClock:
-    """A clock in seconds that moves only when told."""
+class GpuCollector(Collector, Protocol):
+    """What the drives ask of a GPU collector beyond the Collector protocol."""
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
+    @property
+    def devices(self) -> tuple[Device, ...]: ...
 
-    def __call__(self) -> float:
-        return self.now
+    @property
+    def usage_errors(self) -> tuple[str, ...]: ...
+
+    def gpu_usage(self) -> tuple[GpuUsage, ...]: ...
 
 
 def device_json(device: Device) -> dict[str, Any]:
@@ -52,12 +58,15 @@ def probe_json(probe: Probe) -> dict[str, Any]:
     }
 
 
-def snapshot_json(snapshot: Snapshot, collector: NvmlCollector) -> dict[str, Any]:
+def snapshot_json(
+    snapshot: Snapshot, collector: GpuCollector, label: Literal["component", "source"] = "component"
+) -> dict[str, Any]:
+    """The snapshot as JSON; each energy row carries its `label` besides energy and power."""
     return {
         "time": snapshot.time,
         "samples": snapshot.samples,
         "energy": {
-            row.device: {"energy_j": row.energy_j, "power_w": row.power_w, "component": row.component}
+            row.device: {"energy_j": row.energy_j, "power_w": row.power_w, label: getattr(row, label)}
             for row in snapshot.energy
             if not is_outage(row.source)
         },
@@ -92,13 +101,18 @@ def usage_json(usages: tuple[GpuUsage, ...], errors: tuple[str, ...]) -> dict[st
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reprobe-seconds", type=float, default=30.0)
-    args = parser.parse_args(argv)
+def serve(
+    collector: GpuCollector,
+    clock: FakeClock,
+    *,
+    label: Literal["component", "source"] = "component",
+    probe_answer: Callable[[Probe], dict[str, Any]] = probe_json,
+) -> int:
+    """Probe `collector`, then answer the commands on stdin (see above) until it closes.
 
-    clock = FakeClock()
-    collector = NvmlCollector(clock, reprobe_seconds=args.reprobe_seconds)
+    `label` is what each energy row of a snapshot carries (snapshot_json); `probe_answer` the answer
+    to {"probe": true}.
+    """
     probe = collector.probe()
     sampler = Sampler([collector], clock, devices=probe.devices)
     try:
@@ -108,18 +122,31 @@ def main(argv: list[str] | None = None) -> int:
             command = json.loads(line)
             if "advance" in command:
                 clock.now += float(command["advance"])
-                answer = snapshot_json(sampler.tick(), collector)
+                answer = snapshot_json(sampler.tick(), collector, label)
             elif "probe" in command:
-                answer = {**probe_json(probe), "driver_version": collector.driver_version}
+                answer = probe_answer(probe)
             elif "usage" in command:
-                usages = collector.gpu_usage()
-                answer = usage_json(usages, collector.usage_errors)
+                answer = usage_json(collector.gpu_usage(), collector.usage_errors)
             else:
                 answer = {"error": f"unknown command {line.strip()}"}
             print(json.dumps(answer), flush=True)
     finally:
         sampler.close()
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reprobe-seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+
+    clock = FakeClock()
+    collector = NvmlCollector(clock, reprobe_seconds=args.reprobe_seconds)
+    return serve(
+        collector,
+        clock,
+        probe_answer=lambda probe: {**probe_json(probe), "driver_version": collector.driver_version},
+    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
  * Only the functions the amdsmi collector calls are defined here; fake_amd_smi_stubs.c defines
  * every other symbol the bindings bind at import, answering AMDSMI_STATUS_NOT_SUPPORTED.
  *
- * State lives in a text file named by $FAKE_AMDSMI_STATE and is re-read on every call, so a test
- * changes the "hardware" by atomically rewriting the file. One directive per line; values with
+ * State lives in a text file named by $FAKE_AMDSMI_STATE, looked at on every call and parsed again
+ * when it changed (fake_state.h), so a test changes the "hardware" by atomically rewriting the file. One directive per line; values with
  * spaces are double-quoted:
  *
  *   library loaded=1 t=1000.0
@@ -34,14 +34,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
-#include <pthread.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#include "fake_state.h"
 
 /* ---- amdsmi types and status codes (amdsmi_wrapper.py's ctypes definitions are the ABI) -------- */
 
@@ -182,36 +177,44 @@ struct fake_state {
 static struct fake_state g_state;
 static int g_initialised;
 static int g_socket; /* the one socket handle points here */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void copy_text(char *dst, size_t size, const char *src) {
-    strncpy(dst, src, size - 1);
-    dst[size - 1] = '\0';
-}
-
-/* Next `key=value` token of a line; a value in double quotes may hold spaces. Returns 0 at the end. */
-static int next_pair(char **cursor, char **key, char **value) {
-    char *p = *cursor;
-    for (;;) {
-        while (isspace((unsigned char)*p)) p++;
-        if (*p == '\0' || *p == '#') return 0;
-        *key = p;
-        while (*p && *p != '=' && !isspace((unsigned char)*p)) p++;
-        if (*p == '=') break;
-        if (*p) *p++ = '\0'; /* a bare word: skip it */
-    }
-    *p++ = '\0';
-    if (*p == '"') {
-        *value = ++p;
-        while (*p && *p != '"') p++;
-    } else {
-        *value = p;
-        while (*p && !isspace((unsigned char)*p)) p++;
-    }
-    if (*p) *p++ = '\0';
-    *cursor = p;
-    return 1;
-}
+static const struct fake_gpu GPU_DEFAULTS = {
+    .mode = "SPX", .counter = 1, .resolution = 15.3, .wrap_bits = 64, .lost_rc = AMDSMI_STATUS_NOT_FOUND,
+    .cap_uw = 750000000ULL,
+};
+static const struct field GPU_FIELDS[] = {
+    GPU_FIELD("uuid", uuid, FIELD_TEXT),
+    GPU_FIELD("name", name, FIELD_TEXT),
+    GPU_FIELD("mode", mode, FIELD_TEXT),
+    GPU_FIELD("serial", serial, FIELD_TEXT),
+    GPU_FIELD("partition", partition, FIELD_UINT),
+    GPU_FIELD("cus", cus, FIELD_UINT),
+    GPU_FIELD("power_w", power_w, FIELD_ULL),
+    GPU_FIELD("counter", counter, FIELD_INT),
+    GPU_FIELD("ticks", ticks, FIELD_ULL),
+    GPU_FIELD("resolution", resolution, FIELD_DOUBLE),
+    GPU_FIELD("wrap_bits", wrap_bits, FIELD_UINT),
+    GPU_FIELD("live", live, FIELD_INT),
+    GPU_FIELD("t0", t0, FIELD_DOUBLE),
+    GPU_FIELD("lost", lost, FIELD_INT),
+    GPU_FIELD("lost_rc", lost_rc, FIELD_INT),
+    GPU_FIELD("energy_rc", energy_rc, FIELD_INT),
+    GPU_FIELD("power_rc", power_rc, FIELD_INT),
+    GPU_FIELD("processes_rc", processes_rc, FIELD_INT),
+    GPU_FIELD("partition_rc", partition_rc, FIELD_INT),
+    GPU_FIELD("cap_uw", cap_uw, FIELD_ULL),
+    GPU_FIELD("cap_rc", cap_rc, FIELD_INT),
+};
+static const struct field PROC_FIELDS[] = {
+    FIELD(struct fake_proc, "gpu", gpu, FIELD_UINT),
+    FIELD(struct fake_proc, "pid", pid, FIELD_UINT),
+    FIELD(struct fake_proc, "vram", vram, FIELD_ULL),
+    FIELD(struct fake_proc, "gfx_ns", gfx_ns, FIELD_ULL),
+};
+static const struct field LIBRARY_FIELDS[] = {
+    FIELD(struct fake_state, "loaded", loaded, FIELD_INT),
+    FIELD(struct fake_state, "t", t, FIELD_DOUBLE),
+};
 
 /* "dddd:bb:dd.f" as amdsmi_bdf_t's as_uint: function 3 bits, device 5, bus 8, domain 48. */
 static uint64_t parse_bdf(const char *text) {
@@ -220,82 +223,35 @@ static uint64_t parse_bdf(const char *text) {
     return (function & 0x7) | (device & 0x1f) << 3 | (bus & 0xff) << 8 | domain << 16;
 }
 
-static void parse_gpu(char *rest, struct fake_gpu *g) {
-    char *key, *value;
-    memset(g, 0, sizeof *g);
-    g->counter = 1;
-    g->resolution = 15.3;
-    g->wrap_bits = 64;
-    g->lost_rc = AMDSMI_STATUS_NOT_FOUND;
-    g->cap_uw = 750000000ULL;
-    copy_text(g->mode, sizeof g->mode, "SPX");
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "uuid")) copy_text(g->uuid, sizeof g->uuid, value);
-        else if (!strcmp(key, "name")) copy_text(g->name, sizeof g->name, value);
-        else if (!strcmp(key, "mode")) copy_text(g->mode, sizeof g->mode, value);
-        else if (!strcmp(key, "serial")) copy_text(g->serial, sizeof g->serial, value);
-        else if (!strcmp(key, "bdf")) g->bdf = parse_bdf(value);
-        else if (!strcmp(key, "partition")) g->partition = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "cus")) g->cus = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "power_w")) g->power_w = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "power_field")) g->power_average = !strcmp(value, "average");
-        else if (!strcmp(key, "counter")) g->counter = atoi(value);
-        else if (!strcmp(key, "ticks")) g->ticks = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "resolution")) g->resolution = strtod(value, NULL);
-        else if (!strcmp(key, "wrap_bits")) g->wrap_bits = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "live")) g->live = atoi(value);
-        else if (!strcmp(key, "t0")) g->t0 = strtod(value, NULL);
-        else if (!strcmp(key, "lost")) g->lost = atoi(value);
-        else if (!strcmp(key, "lost_rc")) g->lost_rc = atoi(value);
-        else if (!strcmp(key, "energy_rc")) g->energy_rc = atoi(value);
-        else if (!strcmp(key, "power_rc")) g->power_rc = atoi(value);
-        else if (!strcmp(key, "processes_rc")) g->processes_rc = atoi(value);
-        else if (!strcmp(key, "partition_rc")) g->partition_rc = atoi(value);
-        else if (!strcmp(key, "cap_uw")) g->cap_uw = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "cap_rc")) g->cap_rc = atoi(value);
-    }
+/* The gpu keys that are no plain field. */
+static void gpu_key(void *record, const char *key, char *value) {
+    struct fake_gpu *g = record;
+    if (!strcmp(key, "bdf")) g->bdf = parse_bdf(value);
+    else if (!strcmp(key, "power_field")) g->power_average = !strcmp(value, "average");
 }
 
-static void parse_proc(char *rest, struct fake_proc *p) {
-    char *key, *value;
-    memset(p, 0, sizeof *p);
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "gpu")) p->gpu = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "pid")) p->pid = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "vram")) p->vram = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "gfx_ns")) p->gfx_ns = strtoull(value, NULL, 10);
-    }
-}
-
-static void parse_library(char *rest, struct fake_state *s) {
-    char *key, *value;
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "loaded")) s->loaded = atoi(value);
-        else if (!strcmp(key, "t")) s->t = strtod(value, NULL);
-    }
-}
-
-/* Re-read the state file into g_state; a missing file reads as "no driver loaded". */
-static void load_state(void) {
-    const char *path = getenv("FAKE_AMDSMI_STATE");
-    FILE *f = path ? fopen(path, "r") : NULL;
-    char line[1024];
-
+/* Empty state: no driver without a file, a loaded library with one. */
+static void reset_state(int present) {
     memset(&g_state, 0, sizeof g_state);
-    if (!f) return;
-    g_state.loaded = 1;
-    while (fgets(line, sizeof line, f)) {
-        char *p = line;
-        while (isspace((unsigned char)*p)) p++;
-        if (!strncmp(p, "gpu ", 4) && g_state.count < MAX_GPUS) {
-            parse_gpu(p + 4, &g_state.gpus[g_state.count++]);
-        } else if (!strncmp(p, "library ", 8)) {
-            parse_library(p + 8, &g_state);
-        } else if (!strncmp(p, "proc ", 5) && g_state.procs < MAX_PROCS) {
-            parse_proc(p + 5, &g_state.proc[g_state.procs++]);
-        }
+    g_state.loaded = present;
+}
+
+static void parse_line(char *line) {
+    char *rest;
+    if (directive(line, "gpu", &rest) && g_state.count < MAX_GPUS) {
+        g_state.gpus[g_state.count] = GPU_DEFAULTS;
+        SET_FIELDS(rest, &g_state.gpus[g_state.count++], GPU_FIELDS, gpu_key);
+    } else if (directive(line, "library", &rest)) {
+        SET_FIELDS(rest, &g_state, LIBRARY_FIELDS, NULL);
+    } else if (directive(line, "proc", &rest) && g_state.procs < MAX_PROCS) {
+        memset(&g_state.proc[g_state.procs], 0, sizeof g_state.proc[0]);
+        SET_FIELDS(rest, &g_state.proc[g_state.procs++], PROC_FIELDS, NULL);
     }
-    fclose(f);
+}
+
+/* Bring g_state up to the state file (parsed again only when it changed); no file: no driver. */
+static void load_state(void) {
+    state_file_load(&g_file, "FAKE_AMDSMI_STATE", reset_state, parse_line);
 }
 
 /* The library state every call starts from: loaded and initialised. Call with g_lock held. */

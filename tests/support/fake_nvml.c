@@ -1,8 +1,9 @@
 /*
  * A fake libnvidia-ml.so.1 for tests: the real pynvml ctypes bindings load it instead of the driver's.
  *
- * State lives in a text file named by $FAKE_NVML_STATE and is re-read on every call, so a test
- * changes the "hardware" by atomically rewriting the file (write a temporary file, then rename).
+ * State lives in a text file named by $FAKE_NVML_STATE, looked at on every call and parsed again
+ * when it changed (fake_state.h), so a test changes the "hardware" by atomically rewriting the file
+ * (write a temporary file, then rename).
  * One directive per line; `#` starts a comment; values with spaces are double-quoted:
  *
  *   driver version=550.54.15 loaded=1
@@ -41,18 +42,13 @@
  * -DFAKE_NVML_NO_PROCESSES_V3 for one with only the _v2 running-process functions.
  *
  * To add a device function: read the state with device_begin(), check what gates it (perm, a
- * forced return code), then answer from the struct fake_gpu fields you add to the parser.
+ * forced return code), then answer from the struct fake_gpu fields you add to GPU_FIELDS.
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <ctype.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-#define EXPORT __attribute__((visibility("default")))
+#include "fake_state.h"
 
 /* ---- NVML types and return codes (the subset pynvml needs from us) ---------------------------- */
 
@@ -167,89 +163,59 @@ struct fake_state {
 
 static struct fake_state g_state;
 static int g_init_count;
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void copy_text(char *dst, const char *src) {
-    strncpy(dst, src, TEXT_LEN - 1);
-    dst[TEXT_LEN - 1] = '\0';
-}
-
-/* Next `key=value` token of a line; a value in double quotes may hold spaces. Returns 0 at the end. */
-static int next_pair(char **cursor, char **key, char **value) {
-    char *p = *cursor;
-    while (isspace((unsigned char)*p)) p++;
-    if (*p == '\0' || *p == '#') return 0;
-    *key = p;
-    while (*p && *p != '=' && !isspace((unsigned char)*p)) p++;
-    if (*p != '=') { /* a bare word: skip it */
-        if (*p) *p++ = '\0';
-        *value = p;
-        *cursor = p;
-        return next_pair(cursor, key, value);
-    }
-    *p++ = '\0';
-    if (*p == '"') {
-        *value = ++p;
-        while (*p && *p != '"') p++;
-    } else {
-        *value = p;
-        while (*p && !isspace((unsigned char)*p)) p++;
-    }
-    if (*p) *p++ = '\0';
-    *cursor = p;
-    return 1;
-}
-
-static void parse_gpu(char *rest, struct fake_gpu *g) {
-    char *key, *value;
-    memset(g, 0, sizeof *g);
-    g->counter = 1;
-    g->perm = 1;
-    g->max_mig = 7;
-    g->limit_mw = 700000;
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "index")) g->index = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "uuid")) copy_text(g->uuid, value);
-        else if (!strcmp(key, "name")) copy_text(g->name, value);
-        else if (!strcmp(key, "power_mw")) g->power_mw = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "energy_mj")) g->energy_mj = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "t0")) g->t0 = strtod(value, NULL);
-        else if (!strcmp(key, "counter")) g->counter = atoi(value);
-        else if (!strcmp(key, "live")) g->live = atoi(value);
-        else if (!strcmp(key, "lost")) g->lost = atoi(value);
-        else if (!strcmp(key, "perm")) g->perm = atoi(value);
-        else if (!strcmp(key, "energy_rc")) g->energy_rc = atoi(value);
-        else if (!strcmp(key, "power_rc")) g->power_rc = atoi(value);
-        else if (!strcmp(key, "processes_rc")) g->processes_rc = atoi(value);
-        else if (!strcmp(key, "util_rc")) g->util_rc = atoi(value);
-        else if (!strcmp(key, "mig")) g->mig_mode = atoi(value);
-        else if (!strcmp(key, "mig_rc")) g->mig_rc = atoi(value);
-        else if (!strcmp(key, "max_mig")) g->max_mig = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "limit_mw")) g->limit_mw = strtoull(value, NULL, 10);
-        else if (!strcmp(key, "limit_rc")) g->limit_rc = atoi(value);
-    }
-}
+static const struct fake_gpu GPU_DEFAULTS = {.counter = 1, .perm = 1, .max_mig = 7, .limit_mw = 700000};
+static const struct field GPU_FIELDS[] = {
+    GPU_FIELD("index", index, FIELD_UINT),
+    GPU_FIELD("uuid", uuid, FIELD_TEXT),
+    GPU_FIELD("name", name, FIELD_TEXT),
+    GPU_FIELD("power_mw", power_mw, FIELD_ULL),
+    GPU_FIELD("energy_mj", energy_mj, FIELD_ULL),
+    GPU_FIELD("t0", t0, FIELD_DOUBLE),
+    GPU_FIELD("counter", counter, FIELD_INT),
+    GPU_FIELD("live", live, FIELD_INT),
+    GPU_FIELD("lost", lost, FIELD_INT),
+    GPU_FIELD("perm", perm, FIELD_INT),
+    GPU_FIELD("energy_rc", energy_rc, FIELD_INT),
+    GPU_FIELD("power_rc", power_rc, FIELD_INT),
+    GPU_FIELD("processes_rc", processes_rc, FIELD_INT),
+    GPU_FIELD("util_rc", util_rc, FIELD_INT),
+    GPU_FIELD("mig", mig_mode, FIELD_INT),
+    GPU_FIELD("mig_rc", mig_rc, FIELD_INT),
+    GPU_FIELD("max_mig", max_mig, FIELD_UINT),
+    GPU_FIELD("limit_mw", limit_mw, FIELD_ULL),
+    GPU_FIELD("limit_rc", limit_rc, FIELD_INT),
+};
+/* A MIG line's fields; `gpu` and `index` place it (out of range when missing). */
+static const struct fake_gpu MIG_DEFAULTS = {.perm = 1, .parent = MAX_GPUS, .index = MAX_MIGS};
+static const struct field MIG_FIELDS[] = {
+    GPU_FIELD("gpu", parent, FIELD_UINT),
+    GPU_FIELD("index", index, FIELD_UINT),
+    GPU_FIELD("uuid", uuid, FIELD_TEXT),
+    GPU_FIELD("sms", sms, FIELD_UINT),
+    GPU_FIELD("gi", gi, FIELD_UINT),
+    GPU_FIELD("ci", ci, FIELD_UINT),
+};
+static const struct fake_proc PROC_DEFAULTS = {.mig = -1, .sm = -1};
+static const struct field PROC_FIELDS[] = {
+    FIELD(struct fake_proc, "gpu", gpu, FIELD_UINT),
+    FIELD(struct fake_proc, "mig", mig, FIELD_INT),
+    FIELD(struct fake_proc, "pid", pid, FIELD_UINT),
+    FIELD(struct fake_proc, "graphics", graphics, FIELD_INT),
+    FIELD(struct fake_proc, "sm", sm, FIELD_INT),
+};
+static const struct field DRIVER_FIELDS[] = {
+    FIELD(struct fake_state, "version", driver_version, FIELD_TEXT),
+    FIELD(struct fake_state, "loaded", loaded, FIELD_INT),
+};
 
 /* A MIG line goes to migs[gpu][index]; one naming a GPU or index out of range is ignored. */
-static void parse_mig(char *rest, struct fake_state *s) {
-    char *key, *value;
-    struct fake_gpu m;
-    unsigned gpu = MAX_GPUS, index = MAX_MIGS;
-    memset(&m, 0, sizeof m);
-    m.perm = 1;
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "gpu")) gpu = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "index")) index = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "uuid")) copy_text(m.uuid, value);
-        else if (!strcmp(key, "sms")) m.sms = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "gi")) m.gi = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "ci")) m.ci = (unsigned)strtoul(value, NULL, 10);
-    }
-    if (gpu >= MAX_GPUS || index >= MAX_MIGS) return;
+static void parse_mig(char *rest) {
+    struct fake_gpu m = MIG_DEFAULTS;
+    SET_FIELDS(rest, &m, MIG_FIELDS, NULL);
+    if (m.parent >= MAX_GPUS || m.index >= MAX_MIGS) return;
     m.present = 1;
-    m.parent = gpu;
-    m.index = index;
-    s->migs[gpu][index] = m;
+    g_state.migs[m.parent][m.index] = m;
 }
 
 /* `samples=TS:SM,TS:SM,...` */
@@ -264,56 +230,40 @@ static void parse_samples(char *value, struct fake_proc *p) {
     }
 }
 
-static void parse_proc(char *rest, struct fake_proc *p) {
-    char *key, *value;
-    memset(p, 0, sizeof *p);
-    p->mig = -1;
-    p->sm = -1;
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "gpu")) p->gpu = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "mig")) p->mig = atoi(value);
-        else if (!strcmp(key, "pid")) p->pid = (unsigned)strtoul(value, NULL, 10);
-        else if (!strcmp(key, "mem_mib"))
-            p->mem_bytes = strcmp(value, "na") ? strtoull(value, NULL, 10) * 1024 * 1024
-                                                : NVML_VALUE_NOT_AVAILABLE_ULL;
-        else if (!strcmp(key, "graphics")) p->graphics = atoi(value);
-        else if (!strcmp(key, "sm")) p->sm = atoi(value);
-        else if (!strcmp(key, "samples")) parse_samples(value, p);
-    }
+/* The proc keys that are no plain field. */
+static void proc_key(void *record, const char *key, char *value) {
+    struct fake_proc *p = record;
+    if (!strcmp(key, "mem_mib"))
+        p->mem_bytes = strcmp(value, "na") ? strtoull(value, NULL, 10) * 1024 * 1024 : NVML_VALUE_NOT_AVAILABLE_ULL;
+    else if (!strcmp(key, "samples"))
+        parse_samples(value, p);
 }
 
-static void parse_driver(char *rest, struct fake_state *s) {
-    char *key, *value;
-    while (next_pair(&rest, &key, &value)) {
-        if (!strcmp(key, "version")) copy_text(s->driver_version, value);
-        else if (!strcmp(key, "loaded")) s->loaded = atoi(value);
-    }
-}
-
-/* Re-read the state file into g_state; a missing file reads as "no driver loaded". */
-static void load_state(void) {
-    const char *path = getenv("FAKE_NVML_STATE");
-    FILE *f = path ? fopen(path, "r") : NULL;
-    char line[1024];
-
+/* Empty state: no driver without a file, a loaded one of version 0.0.0 with one. */
+static void reset_state(int present) {
     memset(&g_state, 0, sizeof g_state);
-    if (!f) return;
-    g_state.loaded = 1;
-    copy_text(g_state.driver_version, "0.0.0");
-    while (fgets(line, sizeof line, f)) {
-        char *p = line;
-        while (isspace((unsigned char)*p)) p++;
-        if (!strncmp(p, "gpu ", 4) && g_state.count < MAX_GPUS) {
-            parse_gpu(p + 4, &g_state.gpus[g_state.count++]);
-        } else if (!strncmp(p, "driver ", 7)) {
-            parse_driver(p + 7, &g_state);
-        } else if (!strncmp(p, "mig ", 4)) {
-            parse_mig(p + 4, &g_state);
-        } else if (!strncmp(p, "proc ", 5) && g_state.procs < MAX_PROCS) {
-            parse_proc(p + 5, &g_state.proc[g_state.procs++]);
-        }
+    g_state.loaded = present;
+    if (present) copy_text(g_state.driver_version, TEXT_LEN, "0.0.0");
+}
+
+static void parse_line(char *line) {
+    char *rest;
+    if (directive(line, "driver", &rest)) {
+        SET_FIELDS(rest, &g_state, DRIVER_FIELDS, NULL);
+    } else if (directive(line, "gpu", &rest) && g_state.count < MAX_GPUS) {
+        g_state.gpus[g_state.count] = GPU_DEFAULTS;
+        SET_FIELDS(rest, &g_state.gpus[g_state.count++], GPU_FIELDS, NULL);
+    } else if (directive(line, "mig", &rest)) {
+        parse_mig(rest);
+    } else if (directive(line, "proc", &rest) && g_state.procs < MAX_PROCS) {
+        g_state.proc[g_state.procs] = PROC_DEFAULTS;
+        SET_FIELDS(rest, &g_state.proc[g_state.procs++], PROC_FIELDS, proc_key);
     }
-    fclose(f);
+}
+
+/* Bring g_state up to the state file (parsed again only when it changed); no file: no driver. */
+static void load_state(void) {
+    state_file_load(&g_file, "FAKE_NVML_STATE", reset_state, parse_line);
 }
 
 static double now_s(void) {
@@ -337,7 +287,7 @@ static nvmlReturn_t copy_out(char *dst, unsigned int length, const char *src) {
     return NVML_SUCCESS;
 }
 
-/* ---- Call gates: every exported function locks, re-reads the state, then checks these ---------- */
+/* ---- Call gates: every exported function locks, loads the state, then checks these ---------- */
 
 static nvmlReturn_t system_begin(void) {
     load_state();

@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.support.trees import open_up
+
 ACPI_METER = "ACPI000D"
 
 
@@ -54,7 +56,7 @@ class FakeHwmon:
         for file, text in extra.items():
             (device / file).write_text(f"{text}\n")
         (self.class_dir / entry).symlink_to(os.path.relpath(path, self.class_dir))
-        _open_up(self.root)
+        open_up(self.root)
         return entry
 
     def path(self, entry: str, file: str) -> Path:
@@ -155,14 +157,3 @@ def other_fd(procfs: Path, pid: int, fd: int, target: str, fdinfo: str) -> None:
     (procfs / str(pid) / "fdinfo").mkdir(parents=True, exist_ok=True)
     (procfs / str(pid) / "fd" / str(fd)).symlink_to(target)
     (procfs / str(pid) / "fdinfo" / str(fd)).write_text(fdinfo)
-
-
-def _open_up(root: Path) -> None:
-    """Directories 0755 and files 0644 whatever the umask, so that another user can read the tree."""
-    for parent, dirs, files in os.walk(root):
-        for d in dirs:
-            if not os.path.islink(os.path.join(parent, d)):
-                os.chmod(os.path.join(parent, d), 0o755)
-        for f in files:
-            if not os.path.islink(os.path.join(parent, f)):
-                os.chmod(os.path.join(parent, f), 0o644)

@@ -1,14 +1,12 @@
-"""Build the fake libnvidia-ml.so.1 (fake_nvml.c) and write the GPU state file it reads on every call."""
+"""Build the fake libnvidia-ml.so.1 (fake_nvml.c) and write the GPU state file it reads."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.fakelib import compile_fake, replace_state
 
 SOURCE = Path(__file__).with_name("fake_nvml.c")
 LIBRARY_NAME = "libnvidia-ml.so.1"
@@ -28,34 +26,13 @@ def build_fake_nvml(
     energy_fn=False leaves out nvmlDeviceGetTotalEnergyConsumption, like a driver too old to have it;
     mig_fn=False the MIG functions; processes_v3=False the _v3 running-process functions (_v2 only).
     """
-    cc = shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        raise RuntimeError("no C compiler (gcc or cc) on PATH: needed to build the fake libnvidia-ml.so.1")
-    outdir.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        cc,
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-O2",
-        "-fvisibility=hidden",
-        "-shared",
-        "-fPIC",
-        "-pthread",
-        f"-Wl,-soname,{LIBRARY_NAME}",
-        "-o",
-        str(outdir / LIBRARY_NAME),
-        str(SOURCE),
-    ]
-    for wanted, define in (
-        (energy_fn, "-DFAKE_NVML_NO_ENERGY_FN"),
-        (mig_fn, "-DFAKE_NVML_NO_MIG_FN"),
-        (processes_v3, "-DFAKE_NVML_NO_PROCESSES_V3"),
-    ):
-        if not wanted:
-            cmd.insert(1, define)
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return outdir
+    wanted = {
+        "FAKE_NVML_NO_ENERGY_FN": energy_fn,
+        "FAKE_NVML_NO_MIG_FN": mig_fn,
+        "FAKE_NVML_NO_PROCESSES_V3": processes_v3,
+    }
+    defines = [define for define, keep in wanted.items() if not keep]
+    return compile_fake([SOURCE], outdir, LIBRARY_NAME, defines)
 
 
 @dataclass(frozen=True)
@@ -157,7 +134,4 @@ class FakeGpu:
 def write_state(path: Path, gpus: Iterable[FakeGpu], driver: str = "550.54.15", loaded: bool = True) -> None:
     """Atomically replace the state file, so the fake never reads half of it."""
     lines = [f"driver version={driver} loaded={int(loaded)}", *(line for gpu in gpus for line in gpu.lines())]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    replace_state(path, lines)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.trees import open_up
+
 DEFAULT_RANGE_UJ = 262_143_328_850
 """The max_energy_range_uj of most Intel package zones (about 262 kJ)."""
 
@@ -84,7 +86,7 @@ class PowercapTree:
             twin = Zone((0,), package.name, package.power_w, package.max_energy_range_uj, package.energy_uj)
             path = mmio_control / "intel-rapl-mmio:0"
             self._mmio_fd = _make_zone(path, twin, self.class_dir / "intel-rapl-mmio:0")
-        _open_up(root)
+        open_up(root)
         self.set_time(0.0)
 
     @property
@@ -202,16 +204,6 @@ def _make_zone(path: Path, zone: Zone, link: Path) -> int:
     energy.touch()
     _link(link, path)
     return os.open(energy, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def _open_up(root: Path) -> None:
-    """Directories 0755 and files 0644 whatever the umask, so that another user can read the tree."""
-    for parent, dirs, files in os.walk(root):
-        for d in dirs:
-            if not os.path.islink(os.path.join(parent, d)):
-                os.chmod(os.path.join(parent, d), 0o755)
-        for f in files:
-            os.chmod(os.path.join(parent, f), 0o644)
 
 
 def _link(link: Path, target: Path) -> None:
