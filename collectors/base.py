@@ -288,6 +288,29 @@ def counter_delta(previous: int, current: int, wrap: int | None, most: int | Non
     return counter_step(previous, current, wrap, most).delta
 
 
+@dataclass
+class PowerIntegral:
+    """A cumulative energy counter, in microjoules, made from power samples: the trapezoid between
+    consecutive samples on the caller's clock, and never across a gap (`forget`)."""
+
+    energy_uj: float = 0.0
+    """The counter; a device whose hardware counter went away continues from its last value."""
+    last: tuple[float, float] | None = None
+    """(clock seconds, microwatts) of the last sample; None after a gap: nothing to integrate from."""
+
+    def add(self, now: float, power_uw: float) -> int:
+        """Integrate up to `now`, where the power is `power_uw`; returns the counter."""
+        if self.last is not None and now > self.last[0]:
+            then, before_uw = self.last
+            self.energy_uj += (before_uw + power_uw) / 2 * (now - then)  # uW x s = uJ
+        self.last = (now, power_uw)
+        return int(self.energy_uj)
+
+    def forget(self) -> None:
+        """The power since the last sample is unknown (a failed read): the next one starts afresh."""
+        self.last = None
+
+
 OUTAGE = "_outage"
 """Suffix of the source label of energy that a counter counted while it could not be read."""
 

@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status
+from collectors.base import Clock, CollectorError, Counter, Device, PowerIntegral, Probe, Reading, Status
 from collectors.drm import DrmUsage
 from collectors.workloads import GpuUsage
 
@@ -107,13 +107,11 @@ class _Plan:
 
 @dataclass
 class _Sensor:
-    """An open value file and, for power, the integral so far (microjoules) and the last sample."""
+    """An open value file and, for power, its integral."""
 
     plan: _Plan
     fd: int
-    energy_uj: float = 0.0
-    last: tuple[float, int] | None = None
-    """(clock seconds, microwatts) of the last power sample; None after a failure."""
+    power: PowerIntegral = field(default_factory=PowerIntegral)
 
 
 class HwmonCollector:
@@ -203,18 +201,11 @@ class HwmonCollector:
             try:
                 value = int(os.pread(sensor.fd, _READ_BYTES, 0))
             except (OSError, ValueError):
-                sensor.last = None  # the power in the gap is unknown: never integrate across it
+                sensor.power.forget()  # the power in the gap is unknown: never integrate across it
                 errors.append("read_failed")
                 down.append((plan.component, plan.device))
                 continue
-            if plan.method == COUNTER:
-                energy_uj = value
-            else:
-                if sensor.last is not None and now > sensor.last[0]:
-                    then, before_uw = sensor.last
-                    sensor.energy_uj += (before_uw + value) / 2 * (now - then)  # uW x s = uJ
-                sensor.last = (now, value)
-                energy_uj = int(sensor.energy_uj)
+            energy_uj = value if plan.method == COUNTER else sensor.power.add(now, value)
             counters.append(Counter(plan.component, plan.device, SOURCE, energy_uj, None, plan.max_power_w))
         if not counters:
             if not self._sensors:

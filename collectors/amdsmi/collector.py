@@ -301,21 +301,17 @@ class AmdSmiCollector:
                     "amdsmi: %s lost its energy counter (%s); integrating power from now on", gpu.device, e
                 )
                 errors.append(e.reason)
-                gpu.method = POWER  # energy_uj holds the last counter value: the integral continues from it
+                gpu.method = POWER  # the integral continues from the last counter value
             else:
                 ticks = int(answer["energy_accumulator"])
                 resolution_uj = float(answer["counter_resolution"])
                 gpu.wide = gpu.wide or ticks >= WRAP_TICKS_32
-                gpu.energy_uj = int(ticks * resolution_uj)
+                energy_uj = int(ticks * resolution_uj)
+                gpu.power.energy_uj = energy_uj
                 wrap_uj = None if gpu.wide else int(WRAP_TICKS_32 * resolution_uj)
-                return Counter("gpu", gpu.device, "amdsmi", int(gpu.energy_uj), wrap_uj, gpu.max_power_w)
-        watts = self._power_w(handle)
-        if gpu.last_power is not None:
-            then, last_w = gpu.last_power
-            if now > then:
-                gpu.energy_uj += (last_w + watts) / 2 * (now - then) * 1e6  # trapezoid; W*s = J
-        gpu.last_power = (now, watts)
-        return Counter("gpu", gpu.device, "amdsmi", int(gpu.energy_uj), None, gpu.max_power_w)
+                return Counter("gpu", gpu.device, "amdsmi", energy_uj, wrap_uj, gpu.max_power_w)
+        energy_uj = gpu.power.add(now, self._power_w(handle) * 1e6)
+        return Counter("gpu", gpu.device, "amdsmi", energy_uj, None, gpu.max_power_w)
 
     def _mark_down(self, gpu: Gpu, error: AmdSmiError, now: float) -> None:
         # Warn when a GPU goes down; a failed retry of a GPU already down is routine.
@@ -326,7 +322,7 @@ class AmdSmiCollector:
         gpu.up = False
         gpu.reason = error.reason
         gpu.retry_at = now + self._reprobe_seconds
-        gpu.last_power = None  # its power during the gap is unknown: never integrate across it
+        gpu.power.forget()  # its power during the gap is unknown: never integrate across it
         for partition in gpu.partitions:
             partition.usage_at = None  # nor its processes' engine use
             partition.gfx_ns = {}

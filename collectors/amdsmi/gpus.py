@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.base import Device
+from collectors.base import Device, PowerIntegral
 
 COUNTER = "counter"
 POWER = "power"
@@ -52,10 +52,9 @@ class Gpu:
     """False while the GPU is down (lost or failing), until it answers again."""
     reason: str = ""
     retry_at: float = 0.0
-    energy_uj: float = 0.0
-    """The last counter value for a counter GPU; the integrated energy for a power GPU."""
-    last_power: tuple[float, float] | None = None
-    """(clock seconds, watts) of the last power sample; None after a gap: nothing to integrate from."""
+    power: PowerIntegral = field(default_factory=PowerIntegral)
+    """The integrated energy of a power GPU; a counter GPU keeps its last counter value in it, so that
+    the integral continues from there if the counter goes away."""
     wide: bool = False
     """The accumulator has been seen above 32 bits: it is a 64-bit counter that never wraps."""
     max_power_w: float | None = None

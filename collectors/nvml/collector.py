@@ -232,17 +232,13 @@ class NvmlCollector:
                     "nvml: %s lost its energy counter (%s); integrating power from now on", gpu.device, e
                 )
                 errors.append(e.reason)
-                gpu.method = POWER  # energy_uj holds the last counter value: the integral continues from it
+                gpu.method = POWER  # the integral continues from the last counter value
             else:
-                gpu.energy_uj = energy_mj * 1000
+                gpu.power.energy_uj = energy_mj * 1000
                 return Counter(gpu.component, gpu.device, "nvml", energy_mj * 1000, None, gpu.max_power_w)
         power_mw = int(self._call("nvmlDeviceGetPowerUsage", gpu.handle))
-        if gpu.last_power is not None:
-            then, last_mw = gpu.last_power
-            if now > then:
-                gpu.energy_uj += (last_mw + power_mw) / 2 * (now - then) * 1000  # trapezoid; mW*s = mJ
-        gpu.last_power = (now, power_mw)
-        return Counter(gpu.component, gpu.device, "nvml", int(gpu.energy_uj), None, gpu.max_power_w)
+        energy_uj = gpu.power.add(now, power_mw * 1000)
+        return Counter(gpu.component, gpu.device, "nvml", energy_uj, None, gpu.max_power_w)
 
     def _mark_down(self, gpu: Gpu, error: NvmlError, now: float) -> None:
         # Warn when a GPU goes down; a failed retry of a GPU already down is routine.
@@ -251,7 +247,7 @@ class NvmlCollector:
         gpu.handle = None
         gpu.reason = error.reason
         gpu.retry_at = now + self._reprobe_seconds
-        gpu.last_power = None  # its power during the gap is unknown: never integrate across it
+        gpu.power.forget()  # its power during the gap is unknown: never integrate across it
         gpu.mig = None  # MIG device handles die with the GPU's handle
 
     def _reopen(self, gpu: Gpu) -> None:

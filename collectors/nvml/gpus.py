@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from collectors.base import Device
+from collectors.base import Device, PowerIntegral
 
 COUNTER = "counter"
 POWER = "power"
@@ -42,10 +42,9 @@ class Gpu:
     """None while the GPU is down (lost or failing), until it is re-opened."""
     reason: str = ""
     retry_at: float = 0.0
-    energy_uj: float = 0.0
-    """The last counter value for a counter GPU; the integrated energy for a power GPU."""
-    last_power: tuple[float, int] | None = None
-    """(clock seconds, milliwatts) of the last power sample; None after a gap: nothing to integrate from."""
+    power: PowerIntegral = field(default_factory=PowerIntegral)
+    """The integrated energy of a power GPU; a counter GPU keeps its last counter value in it, so that
+    the integral continues from there if the counter goes away."""
     util_seen_us: int = 0
     """The newest process utilisation sample's timestamp (NVML's, microseconds): the next query's start."""
     mig: tuple[MigDevice, ...] | None = None
