@@ -77,6 +77,12 @@ COLUMNS = (
     ("GPU-h", 5, True),
     ("EST%", 4, True),
 )
+TABLE_COMPONENTS = ("total", "cpu", "dram", "gpu")
+REST_WORDS = {
+    "module": "a superchip's GPU, CPU and memory together",
+    "other": "the wall power beyond the counters",
+}
+"""The components in a job's total that have no column of their own, in words."""
 LINE_WIDTH = 100
 MIN_NAME_WIDTH = 10
 
@@ -176,11 +182,15 @@ def table(summaries: list[JobSummary], width: int = LINE_WIDTH) -> str:
             _clock(s.start).strftime("%m-%d %H:%M"),
             end_column(s),
             duration(s.duration_seconds),
-            *(number(energy[c] / j_per_unit, 5) for c in ("total", "cpu", "dram", "gpu")),
+            *(number(energy[c] / j_per_unit, 5) for c in TABLE_COMPONENTS),
             number(s.gpu_seconds / HOUR_SECONDS, 5),
             estimated_column(s, energy["total"]),
         ]
         lines.append(_line(values, widths))
+    rest = sorted({c for e in energies for c, j in e.items() if c not in TABLE_COMPONENTS and j > 0})
+    lines += [
+        f"{unit} includes {c}, {REST_WORDS.get(c, 'in no column')}: `greenai job ID` shows it" for c in rest
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -161,3 +161,20 @@ def test_the_ledger_and_the_report_use_the_wall_figure(
     assert wall["nodes"][0]["kwh"] == pytest.approx(SECONDS * WALL_W / 3.6e6, rel=1e-6)
     assert "ISO/IEC 30134-2" in wall["pue_definition"]
     assert doc["energy"]["it_kwh"] == pytest.approx(SECONDS * WALL_W / 3.6e6, rel=1e-6)
+
+
+def test_the_jobs_list_says_its_total_includes_other(
+    shared: tuple[Snapshot, JobsSnapshot, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, _, ledger = shared
+    assert main(["jobs", "--ledger", str(ledger)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == "Wh includes other, the wall power beyond the counters: `greenai job ID` shows it"
+    assert all(len(line) <= 100 for line in lines)
+    assert main(["job", "41", "--ledger", str(ledger)]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.startswith("  ")] == [
+        "cpu",
+        "dram",
+        "gpu",
+        "other",
+    ]
