@@ -392,3 +392,23 @@ def test_sbatch_output_with_name_user_and_job_id(slurm_cluster: SlurmCluster, tm
     _summary_of_a_real_job(
         slurm_cluster, tmp_path, "%x-%u-%j.out", "greenai-named-nobody-ID.out", ["--job-name=greenai-named"]
     )
+
+
+def test_a_superchip_jobs_module_and_wall_energy_are_named() -> None:
+    job = {
+        **JOB,
+        "energy_joules": {
+            "cpu": 0.0,
+            "dram": 0.0,
+            "gpu": 0.0,
+            "module": 3.6e7,
+            "other": 3.6e6,
+            "total": 3.96e7,
+        },
+        "sources": {"nvml": 3.6e7, "redfish": 3.6e6},
+        "estimated_share": 0.0,
+    }
+    text = epilog.format_summary("12", job, units)
+    assert "energy:    11.0 kWh (cpu 0 Wh, dram 0 Wh, gpu 0 Wh, module 10.0 kWh, other 1.00 kWh)" in text, (
+        text
+    )
