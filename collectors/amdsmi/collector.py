@@ -17,7 +17,8 @@ Failures are per device and per call: a GPU that is lost or refuses a read is le
 this init and checked by UUID, no more often than every `reprobe_seconds`. `read()` raises
 CollectorError only when the library itself fails or before a successful probe.
 
-`gpu_usage()` lists the processes on each GPU for attribution (`collectors.amdsmi.usage`).
+`gpu_usage()` lists the processes on each GPU for attribution (`collectors.amdsmi.usage`). The read
+loop and failure handling it shares with the nvml collector live in `collectors.gpu`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from types import ModuleType
 from typing import Any
 
 from collectors.amdsmi.errors import LIBRARY_REASONS, NEVER_READABLE, AmdSmiError, translate
-from collectors.amdsmi.gpus import COUNTER, POWER, WRAP_TICKS_32, Gpu, Partition
+from collectors.amdsmi.gpus import WRAP_TICKS_32, Gpu, Partition
 from collectors.amdsmi.usage import AmdSmiUsage
-from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status, vendor_call
-from collectors.workloads import GpuUsage
+from collectors.base import Clock, Probe, Status, VendorError, vendor_call
+from collectors.gpu import COUNTER, GpuCollector
 
 log = logging.getLogger("greenai.amdsmi")
 
@@ -48,10 +49,14 @@ MI200 and older the average; an unsupported one reads N/A (0xFFFF in the binding
 _NOT_AVAILABLE = (0xFFFF, 0xFFFFFFFF)
 
 
-class AmdSmiCollector:
+class AmdSmiCollector(GpuCollector[Gpu]):
     """Cumulative GPU energy in microjoules per physical AMD GPU, from amdsmi."""
 
     name = "amdsmi"
+    library_reasons = LIBRARY_REASONS
+    never_readable = NEVER_READABLE
+    counter_lost = NEVER_READABLE
+    energy_function = "amdsmi_get_energy_count"
 
     def __init__(
         self,
@@ -62,37 +67,26 @@ class AmdSmiCollector:
     ) -> None:
         """`library` is the amdsmi module (imported on probe when None); `reprobe_seconds` of `clock`;
         `index_offset` the first label's number (the GPUs another collector labels before these)."""
-        self._clock = clock
-        self._reprobe_seconds = reprobe_seconds
-        self._amdsmi: Any = library
+        super().__init__(clock, reprobe_seconds, library)
         self._index_offset = index_offset
-        self._initialised = False
-        self._gpus: list[Gpu] = []
         self._usage = AmdSmiUsage(self._call, clock)
-        self.usage_errors: tuple[str, ...] = ()
-        """A reason per failed call of the last gpu_usage(), like Reading.errors: the agent counts them."""
-
-    @property
-    def devices(self) -> tuple[Device, ...]:
-        """The GPUs being measured, with their current method (a counter GPU may fall back to power)."""
-        return tuple(gpu.as_device() for gpu in self._gpus if gpu.uuid)
 
     def _call(self, function: str, *args: Any) -> Any:
         """Call one amdsmi function, translating its errors into AmdSmiError."""
-        return vendor_call(self._amdsmi, function, args, self._amdsmi.AmdSmiException, translate, _missing)
+        return vendor_call(self._library, function, args, self._library.AmdSmiException, translate, _missing)
 
     # ---- probe -------------------------------------------------------------------------------
 
     def probe(self) -> Probe:
         """Initialise amdsmi for GPUs and find each GPU's method: the energy counter, else power."""
-        if self._amdsmi is None:
+        if self._library is None:
             try:
-                self._amdsmi = _import_amdsmi()
+                self._library = _import_amdsmi()
             except Exception as e:  # the bindings raise KeyError (or OSError) without libamd_smi.so
                 log.debug("amdsmi: import failed: %r", e)
                 return Probe(Status.NOT_FOUND, NOT_FOUND_REASON, fix=NOT_FOUND_FIX)
         try:
-            self._call("amdsmi_init", self._amdsmi.AmdSmiInitFlags.INIT_AMD_GPUS)
+            self._call("amdsmi_init", self._library.AmdSmiInitFlags.INIT_AMD_GPUS)
         except AmdSmiError as e:
             return Probe(Status.ERROR, f"amdsmi init failed: {e}", fix=_DRIVER_FIX)
         self._initialised = True
@@ -114,15 +108,9 @@ class AmdSmiCollector:
             try:
                 self._open(gpu)
             except AmdSmiError as e:
-                if e.reason in LIBRARY_REASONS:
-                    raise
                 skipped.append(e.reason)
-                if e.reason in NEVER_READABLE:
-                    notes.append(f"{where}: skipped: {e}")
-                    continue
-                notes.append(f"{where}: not readable now: {e}; retried every {self._reprobe_seconds:g}s")
-                self._mark_down(gpu, e, self._clock())  # its identity is learnt when it answers
-                self._gpus.append(gpu)
+                if self._kept_down(gpu, where, e, notes):  # its identity is learnt when it answers
+                    self._gpus.append(gpu)
                 continue
             self._gpus.append(gpu)
             how = "energy counter" if gpu.method == COUNTER else "socket power integrated (no energy counter)"
@@ -139,15 +127,8 @@ class AmdSmiCollector:
             return Probe(
                 Status.NOT_FOUND, "amdsmi loaded but it sees no AMD GPU", fix=_DRIVER_FIX, notes=tuple(notes)
             )
-        if all(reason == "no_permission" for reason in skipped):
-            return Probe(
-                Status.PERMISSION_DENIED,
-                f"amdsmi refuses to read energy and power of all {len(gpus)} GPU(s)",
-                fix="run the agent as root or add its user to the render and video groups",
-                notes=tuple(notes),
-            )
-        reason = f"none of {len(gpus)} GPU(s) reports energy or power: {', '.join(sorted(set(skipped)))}"
-        return Probe(Status.NOT_FOUND, reason, fix="see the notes for each GPU", notes=tuple(notes))
+        fix = "run the agent as root or add its user to the render and video groups"
+        return self._unreadable("amdsmi", len(gpus), skipped, fix, notes)
 
     def _physical_gpus(self, handles: list[Any], notes: list[str]) -> list[Gpu]:
         """The processor handles grouped into physical GPUs, in amdsmi's order, partitions by id; a
@@ -227,29 +208,11 @@ class AmdSmiCollector:
             return None
         return units if isinstance(units, int) and units > 0 else None
 
-    def _method(self, handle: Any, current: str | None) -> str:
-        """COUNTER when the energy counter answers, else POWER when power does; never POWER -> COUNTER.
+    def _no_counter(self, error: VendorError) -> bool:
+        return error.reason in NEVER_READABLE
 
-        A power GPU's integrated energy and the hardware counter have different origins: switching to
-        the counter would make the cumulative value jump.
-        """
-        energy_error: AmdSmiError | None = None
-        if current != POWER:
-            try:
-                self._call("amdsmi_get_energy_count", handle)
-                return COUNTER
-            except AmdSmiError as e:
-                if e.reason not in NEVER_READABLE:
-                    raise
-                energy_error = e
-        try:
-            self._power_w(handle)
-        except AmdSmiError as e:
-            if energy_error is None:
-                raise
-            message = f"no energy counter ({energy_error.reason}) and no power reading ({e.reason})"
-            raise AmdSmiError(e.reason, message, e.code) from e
-        return POWER
+    def _power_uw(self, handle: Any) -> float:
+        return self._power_w(handle) * 1e6
 
     def _power_w(self, handle: Any) -> float:
         """The GPU's socket power in watts."""
@@ -262,83 +225,29 @@ class AmdSmiCollector:
 
     # ---- read --------------------------------------------------------------------------------
 
-    def read(self) -> Reading:
-        """Cumulative energy in microjoules of every GPU that answers, and a reason for each that did not."""
-        if not self._initialised:
-            raise CollectorError("not_initialised", "amdsmi: read() before a successful probe()")
-        now = self._clock()
-        counters: list[Counter] = []
-        errors: list[str] = []
-        down: list[tuple[str, str]] = []
-        for gpu in self._gpus:
-            try:
-                if not gpu.up:
-                    if now < gpu.retry_at:
-                        errors.append(gpu.reason)
-                        down.append(("gpu", gpu.device))
-                        continue
-                    self._open(gpu)
-                    gpu.up = True
-                    log.warning("amdsmi: %s %s is back (%s)", gpu.device, gpu.uuid, gpu.method)
-                counters.append(self._read_gpu(gpu, now, errors))
-            except AmdSmiError as e:
-                if e.reason in LIBRARY_REASONS:
-                    raise CollectorError(e.reason, f"amdsmi: {e}") from e
-                self._mark_down(gpu, e, now)
-                errors.append(e.reason)
-                down.append(("gpu", gpu.device))
-        return Reading(tuple(counters), tuple(errors), tuple(down))
+    def _handle(self, gpu: Gpu) -> Any:
+        return gpu.primary.handle
 
-    def _read_gpu(self, gpu: Gpu, now: float, errors: list[str]) -> Counter:
-        handle = gpu.primary.handle
-        if gpu.method == COUNTER:
-            try:
-                answer = self._call("amdsmi_get_energy_count", handle)
-            except AmdSmiError as e:
-                if e.reason not in NEVER_READABLE:
-                    raise
-                log.warning(
-                    "amdsmi: %s lost its energy counter (%s); integrating power from now on", gpu.device, e
-                )
-                errors.append(e.reason)
-                gpu.method = POWER  # the integral continues from the last counter value
-            else:
-                ticks = int(answer["energy_accumulator"])
-                resolution_uj = float(answer["counter_resolution"])
-                gpu.wide = gpu.wide or ticks >= WRAP_TICKS_32
-                energy_uj = int(ticks * resolution_uj)
-                gpu.power.energy_uj = energy_uj
-                wrap_uj = None if gpu.wide else int(WRAP_TICKS_32 * resolution_uj)
-                return Counter("gpu", gpu.device, "amdsmi", energy_uj, wrap_uj, gpu.max_power_w)
-        energy_uj = gpu.power.add(now, self._power_w(handle) * 1e6)
-        return Counter("gpu", gpu.device, "amdsmi", energy_uj, None, gpu.max_power_w)
+    def _energy(self, gpu: Gpu) -> tuple[int, int | None]:
+        answer = self._call(self.energy_function, gpu.primary.handle)
+        ticks = int(answer["energy_accumulator"])
+        resolution_uj = float(answer["counter_resolution"])
+        gpu.wide = gpu.wide or ticks >= WRAP_TICKS_32
+        wrap_uj = None if gpu.wide else int(WRAP_TICKS_32 * resolution_uj)
+        return int(ticks * resolution_uj), wrap_uj
 
-    def _mark_down(self, gpu: Gpu, error: AmdSmiError, now: float) -> None:
-        # Warn when a GPU goes down; a failed retry of a GPU already down is routine.
-        level = logging.WARNING if gpu.up else logging.DEBUG
-        log.log(
-            level, "amdsmi: %s %s: %s; retrying in %gs", gpu.device, gpu.uuid, error, self._reprobe_seconds
-        )
+    def _reopen(self, gpu: Gpu) -> None:
+        """Ask a down GPU again through this init's handles, and check it is the same one."""
+        self._open(gpu)
+        gpu.up = True
+
+    def _forget(self, gpu: Gpu) -> None:
         gpu.up = False
-        gpu.reason = error.reason
-        gpu.retry_at = now + self._reprobe_seconds
-        gpu.power.forget()  # its power during the gap is unknown: never integrate across it
         for partition in gpu.partitions:
-            partition.usage_at = None  # nor its processes' engine use
+            partition.usage_at = None  # its processes' engine use over the gap is unknown too
             partition.gfx_ns = {}
 
-    # ---- usage -------------------------------------------------------------------------------
-
-    def gpu_usage(self) -> tuple[GpuUsage, ...]:
-        """The processes on each GPU that is up, with gfx engine use in percent of the interval and
-        VRAM in bytes; per partition (`instances`) on a partitioned GPU.
-
-        Never raises: a GPU whose processes cannot be listed has no usage this time, and each failed
-        call leaves its reason in `usage_errors`. Skipped without a reason: GPUs that read() found
-        down (read() reports them) and GPUs that cannot list processes at all (reported once).
-        """
-        usages, self.usage_errors = self._usage.gpu_usage(self._gpus if self._initialised else ())
-        return usages
+    # ---- close -------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Shut amdsmi down if probe initialised it."""

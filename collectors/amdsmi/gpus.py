@@ -6,9 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from collectors.base import Device, PowerIntegral
-
-COUNTER = "counter"
-POWER = "power"
+from collectors.gpu import COUNTER
 
 WRAP_TICKS_32 = 1 << 32
 """Ticks at which a 32-bit energy accumulator wraps (older firmware; the driver's field is 64-bit)."""
@@ -66,6 +64,10 @@ class Gpu:
         return f"gpu{self.index}"
 
     @property
+    def component(self) -> str:
+        return "gpu"
+
+    @property
     def primary(self) -> Partition:
         return self.partitions[0]
 
@@ -82,5 +84,5 @@ class Gpu:
         if self.partitioned:
             details["partitions"] = str(len(self.partitions))
         return Device(
-            component="gpu", device=self.device, source="amdsmi", method=self.method, details=details
+            component=self.component, device=self.device, source="amdsmi", method=self.method, details=details
         )

@@ -13,7 +13,8 @@ limit range (nvmlDeviceGetPowerManagementLimitConstraints), else its enforced li
 `gpu_usage()` lists the processes on each GPU for attribution, with the same per device, per call
 failure handling; it never raises, and leaves bringing a lost GPU back to `read()`. That part
 lives in `collectors.nvml.usage`, the per-GPU state both share in `collectors.nvml.gpus`, and
-NVML's error translation in `collectors.nvml.errors`.
+NVML's error translation in `collectors.nvml.errors`; the read loop and failure handling it shares
+with the amdsmi collector in `collectors.gpu`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import logging
 from types import ModuleType
 from typing import Any
 
-from collectors.base import Clock, CollectorError, Counter, Device, Probe, Reading, Status, vendor_call
+from collectors.base import Clock, Probe, Status, VendorError, vendor_call
+from collectors.gpu import COUNTER, GpuCollector
 from collectors.nvml.errors import LIBRARY_REASONS, NEVER_READABLE, NvmlError, text, translate
-from collectors.nvml.gpus import COUNTER, POWER, Gpu
+from collectors.nvml.gpus import Gpu
 from collectors.nvml.usage import NvmlUsage
-from collectors.workloads import GpuUsage
 
 log = logging.getLogger("greenai.nvml")
 
@@ -37,51 +38,44 @@ NOT_FOUND_FIX = (
 )
 
 
-class NvmlCollector:
+class NvmlCollector(GpuCollector[Gpu]):
     """Cumulative GPU energy in microjoules per GPU, from NVML."""
 
     name = "nvml"
+    library_reasons = LIBRARY_REASONS
+    never_readable = NEVER_READABLE
+    counter_lost = frozenset({"function_not_found"})
+    energy_function = "nvmlDeviceGetTotalEnergyConsumption"
 
     def __init__(
         self, clock: Clock, reprobe_seconds: float = 30.0, library: ModuleType | None = None
     ) -> None:
         """`library` is the pynvml module (imported on probe when None); `reprobe_seconds` of `clock`."""
-        self._clock = clock
-        self._reprobe_seconds = reprobe_seconds
-        self._nvml: Any = library
-        self._initialised = False
-        self._gpus: list[Gpu] = []
+        super().__init__(clock, reprobe_seconds, library)
         self._driver_version: str | None = None
         self._usage = NvmlUsage(self._call, clock, reprobe_seconds)
-        self.usage_errors: tuple[str, ...] = ()
-        """A reason per failed call of the last gpu_usage(), like Reading.errors: the agent counts them."""
 
     @property
     def driver_version(self) -> str | None:
         """The NVIDIA driver version found by probe, for logs; None before a successful init."""
         return self._driver_version
 
-    @property
-    def devices(self) -> tuple[Device, ...]:
-        """The GPUs being measured, with their current method (a counter GPU may fall back to power)."""
-        return tuple(gpu.as_device() for gpu in self._gpus if gpu.uuid)
-
     def _call(self, function: str, *args: Any) -> Any:
         """Call one pynvml function, translating its errors into NvmlError."""
-        return vendor_call(self._nvml, function, args, self._nvml.NVMLError, translate, _missing)
+        return vendor_call(self._library, function, args, self._library.NVMLError, translate, _missing)
 
     # ---- probe -------------------------------------------------------------------------------
 
     def probe(self) -> Probe:
         """Initialise NVML and find each GPU's method: the energy counter, else power integration."""
-        if self._nvml is None:
+        if self._library is None:
             try:
                 import pynvml
             except ImportError:
                 return Probe(
                     Status.NOT_FOUND, "the pynvml module is not installed", fix="pip install nvidia-ml-py"
                 )
-            self._nvml = pynvml
+            self._library = pynvml
         try:
             self._call("nvmlInit")
         except NvmlError as e:
@@ -110,16 +104,11 @@ class NvmlCollector:
             try:
                 gpu = self._open(index)
             except NvmlError as e:
-                if e.reason in LIBRARY_REASONS:
-                    raise
                 skipped.append(e.reason)
-                if e.reason in NEVER_READABLE:
-                    notes.append(f"gpu{index}: skipped: {e}")
-                    continue
-                notes.append(f"gpu{index}: not readable now: {e}; retried every {self._reprobe_seconds:g}s")
                 # Identity unknown until it answers; read() re-opens it like a GPU lost later on.
-                down.append(Gpu(index, uuid="", name="", method=COUNTER, reason=e.reason))
-                self._mark_down(down[-1], e, self._clock())
+                unknown = Gpu(index, uuid="", name="", method=COUNTER, reason=e.reason)
+                if self._kept_down(unknown, f"gpu{index}", e, notes):
+                    down.append(unknown)
                 continue
             self._gpus.append(gpu)
             how = (
@@ -136,15 +125,8 @@ class NvmlCollector:
         if count == 0:
             reason = f"NVIDIA driver {self._driver_version} loaded but it sees no GPU"
             return Probe(Status.NOT_FOUND, reason, fix="check the GPUs with nvidia-smi", notes=tuple(notes))
-        if all(reason == "no_permission" for reason in skipped):
-            return Probe(
-                Status.PERMISSION_DENIED,
-                f"NVML refuses to read energy and power of all {count} GPU(s)",
-                fix="run the agent as root or check the NVIDIA driver's device permissions",
-                notes=tuple(notes),
-            )
-        reason = f"none of {count} GPU(s) reports energy or power: {', '.join(sorted(set(skipped)))}"
-        return Probe(Status.NOT_FOUND, reason, fix="see the notes for each GPU", notes=tuple(notes))
+        fix = "run the agent as root or check the NVIDIA driver's device permissions"
+        return self._unreadable("NVML", count, skipped, fix, notes)
 
     def _open(self, index: int) -> Gpu:
         """Open GPU `index` and choose its method; raises NvmlError when it can be read neither way."""
@@ -170,84 +152,22 @@ class NvmlCollector:
                 return limit_mw / 1000
         return None
 
-    def _method(self, handle: Any, current: str | None) -> str:
-        """COUNTER when the energy counter answers, else POWER when power does; never POWER -> COUNTER.
+    def _no_counter(self, error: VendorError) -> bool:
+        return error.reason != "gpu_lost" and error.reason not in LIBRARY_REASONS
 
-        A power GPU's integrated energy and the hardware counter have different origins: switching to
-        the counter would make the cumulative value jump.
-        """
-        energy_error: NvmlError | None = None
-        if current != POWER:
-            try:
-                self._call("nvmlDeviceGetTotalEnergyConsumption", handle)
-                return COUNTER
-            except NvmlError as e:
-                if e.reason == "gpu_lost" or e.reason in LIBRARY_REASONS:
-                    raise
-                energy_error = e
-        try:
-            self._call("nvmlDeviceGetPowerUsage", handle)
-        except NvmlError as e:
-            if energy_error is None:
-                raise
-            message = f"no energy counter ({energy_error.reason}) and no power reading ({e.reason})"
-            raise NvmlError(e.reason, message, e.code) from e
-        return POWER
+    def _power_uw(self, handle: Any) -> float:
+        return int(self._call("nvmlDeviceGetPowerUsage", handle)) * 1000  # NVML: milliwatts
 
     # ---- read --------------------------------------------------------------------------------
 
-    def read(self) -> Reading:
-        """Cumulative energy in microjoules of every GPU that answers, and a reason for each that did not."""
-        if not self._initialised:
-            raise CollectorError("not_initialised", "nvml: read() before a successful probe()")
-        now = self._clock()
-        counters: list[Counter] = []
-        errors: list[str] = []
-        down: list[tuple[str, str]] = []
-        for gpu in self._gpus:
-            try:
-                if gpu.handle is None:
-                    if now < gpu.retry_at:
-                        errors.append(gpu.reason)
-                        down.append((gpu.component, gpu.device))
-                        continue
-                    self._reopen(gpu)
-                counters.append(self._read_gpu(gpu, now, errors))
-            except NvmlError as e:
-                if e.reason in LIBRARY_REASONS:
-                    raise CollectorError(e.reason, f"nvml: {e}") from e
-                self._mark_down(gpu, e, now)
-                errors.append(e.reason)
-                down.append((gpu.component, gpu.device))
-        return Reading(tuple(counters), tuple(errors), tuple(down))
+    def _handle(self, gpu: Gpu) -> Any:
+        return gpu.handle
 
-    def _read_gpu(self, gpu: Gpu, now: float, errors: list[str]) -> Counter:
-        if gpu.method == COUNTER:
-            try:
-                energy_mj = int(self._call("nvmlDeviceGetTotalEnergyConsumption", gpu.handle))
-            except NvmlError as e:
-                if e.reason != "function_not_found":
-                    raise
-                log.warning(
-                    "nvml: %s lost its energy counter (%s); integrating power from now on", gpu.device, e
-                )
-                errors.append(e.reason)
-                gpu.method = POWER  # the integral continues from the last counter value
-            else:
-                gpu.power.energy_uj = energy_mj * 1000
-                return Counter(gpu.component, gpu.device, "nvml", energy_mj * 1000, None, gpu.max_power_w)
-        power_mw = int(self._call("nvmlDeviceGetPowerUsage", gpu.handle))
-        energy_uj = gpu.power.add(now, power_mw * 1000)
-        return Counter(gpu.component, gpu.device, "nvml", energy_uj, None, gpu.max_power_w)
+    def _energy(self, gpu: Gpu) -> tuple[int, int | None]:
+        return int(self._call(self.energy_function, gpu.handle)) * 1000, None  # NVML: millijoules
 
-    def _mark_down(self, gpu: Gpu, error: NvmlError, now: float) -> None:
-        # Warn when a GPU goes down; a failed retry of a GPU already down is routine.
-        level = logging.WARNING if gpu.handle is not None else logging.DEBUG
-        log.log(level, "nvml: %s %s: %s; retrying in %gs", gpu.device, gpu.uuid, error, self._reprobe_seconds)
+    def _forget(self, gpu: Gpu) -> None:
         gpu.handle = None
-        gpu.reason = error.reason
-        gpu.retry_at = now + self._reprobe_seconds
-        gpu.power.forget()  # its power during the gap is unknown: never integrate across it
         gpu.mig = None  # MIG device handles die with the GPU's handle
 
     def _reopen(self, gpu: Gpu) -> None:
@@ -264,19 +184,8 @@ class NvmlCollector:
             log.warning("nvml: %s has no energy counter any more; integrating power from now on", gpu.device)
         gpu.method = method
         gpu.handle = handle
-        log.warning("nvml: %s %s is back (%s)", gpu.device, gpu.uuid, method)
 
-    # ---- usage -------------------------------------------------------------------------------
-
-    def gpu_usage(self) -> tuple[GpuUsage, ...]:
-        """The processes on each GPU that is up, with SM utilisation in percent and memory in bytes.
-
-        Never raises: a GPU whose processes cannot be listed has no usage this time, and each failed
-        call leaves its reason in `usage_errors`. Skipped without a reason: GPUs that read() found
-        down (read() reports them) and GPUs that cannot list processes at all (reported once).
-        """
-        usages, self.usage_errors = self._usage.gpu_usage(self._gpus if self._initialised else ())
-        return usages
+    # ---- close -------------------------------------------------------------------------------
 
     def close(self) -> None:
         """Shut NVML down if probe initialised it."""

@@ -8,9 +8,6 @@ from typing import Any
 
 from collectors.base import Device, PowerIntegral
 
-COUNTER = "counter"
-POWER = "power"
-
 SUPERCHIP = re.compile(r"\bG[HB]\d{3}\b")
 """NVML names of superchip modules (`NVIDIA GH200 480GB`, `NVIDIA GB200`): their energy counter and
 power reading cover the whole module, Grace CPU and memory included, not the GPU alone."""
@@ -54,6 +51,10 @@ class Gpu:
     """Usage functions this GPU answered not_supported or function_not_found: not called again."""
     max_power_w: float | None = None
     """The most the board may draw: the top of its power limit range, else its enforced limit."""
+
+    @property
+    def up(self) -> bool:
+        return self.handle is not None
 
     @property
     def device(self) -> str:
