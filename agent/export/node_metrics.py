@@ -29,8 +29,9 @@ def node_families(snap: Snapshot, node_name: str, statuses: Mapping[str, Status]
     """
     energy = CounterMetricFamily(
         "greenai_node_energy_joules",
-        "Energy used by the node since the agent started, per component and device; "
-        "source says whether it was measured (rapl, nvml) or estimated.",
+        "Energy used by the node since the agent started, per component and device; source says "
+        "whether it was measured (rapl, nvml, amdsmi, hwmon, redfish) or estimated. Components node "
+        "(the wall), platform and grace contain others: leave them out of sums.",
         labels=ENERGY_LABELS,
     )
     power = GaugeMetricFamily(
