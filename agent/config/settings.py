@@ -51,25 +51,24 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True)
-class RaplConfig:
+class SourceConfig:
+    """A collector that takes nothing but `enabled` (rapl, hwmon)."""
+
     enabled: str = "auto"
 
 
 @dataclass(frozen=True)
-class NvmlConfig:
+class GpuLibraryConfig:
+    """A collector over a vendor GPU library (nvml, amdsmi): a lost GPU is tried again this often."""
+
     enabled: str = "auto"
     reprobe_seconds: float = 30.0
 
 
-@dataclass(frozen=True)
-class AmdSmiConfig:
-    enabled: str = "auto"
-    reprobe_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class HwmonConfig:
-    enabled: str = "auto"
+RaplConfig = SourceConfig
+HwmonConfig = SourceConfig
+NvmlConfig = GpuLibraryConfig
+AmdSmiConfig = GpuLibraryConfig
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ energy by component, and which collectors were up at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -28,8 +27,9 @@ from agent.config.settings import BmcConfig, CollectorsConfig, Config, HostPaths
 from agent.daemon import JobAccounting
 from agent.live.sampler import Sampler
 from agent.live.sources import devices, probe_sources, require
+from tests.live.nodes import Jobs, run_jobs, run_json, start_jobs
 from tests.support.amdsmi import FakeAmdGpu, FakeAmdProcess, write_amd_state
-from tests.support.cgroups import GeneratedCgroups, fake_process
+from tests.support.cgroups import GeneratedCgroups
 from tests.support.clock import FakeClock
 from tests.support.hwmon import FakeHwmon, drm_fd, drm_fdinfo, intel_gpu
 from tests.support.powercap import PowercapTree, server_zones
@@ -40,8 +40,7 @@ PACKAGE_W, DRAM_W, AMD_W, INTEL_W, WALL_W = 100.0, 10.0, 500.0, 200.0, 1500.0
 AMD_RESOLUTION_UJ = 15.3
 AMD_BDF = "0000:c1:00.0"
 INTEL_PCI = "0000:03:00.0"
-JOBS = {"51": (801, 0.3), "52": (802, 0.1)}
-"""Job id -> its process's pid, and the CPU-seconds it uses per second."""
+JOBS: Jobs = {"51": (801, 0.3), "52": (802, 0.1)}
 
 
 def write_amd(state: Path, second: int) -> None:
@@ -69,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = FakeClock(1_714_521_600.0)
     procfs = FakeProcfs(args.root / "proc", sockets=1, threads=4)
     cgroups = GeneratedCgroups(args.root / "cg")
-    for job_id, (pid, _) in JOBS.items():
-        cgroups.v1(f"slurm/uid_0/job_{job_id}", cpu_ns=0, memory_bytes=1 << 30)
-        fake_process(procfs.root, pid, f"4:cpuacct:/slurm/uid_0/job_{job_id}/step_0\n0::/\n".encode())
+    start_jobs(JOBS, procfs.root, cgroups)
     render = {"drm-engine-render": "0 ns", "drm-resident-local0": "1 GiB"}
     intel_fd = drm_fd(procfs.root, 802, 7, INTEL_PCI, 1, render, driver="xe")
     write_amd(args.amd_state, 0)
@@ -103,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 clock.advance(1.0)
                 tree.advance(1.0)
                 procfs.run(1.0, 0.5 / procfs.threads)  # 0.5 CPU-seconds per second, 0.4 of them in jobs
-                for job_id, (_, cpu_s) in JOBS.items():
-                    cgroups.v1(
-                        f"slurm/uid_0/job_{job_id}", cpu_ns=round(second * cpu_s * 1e9), memory_bytes=1 << 30
-                    )
+                run_jobs(JOBS, cgroups, second)
                 write_amd(args.amd_state, second)
                 hwmon.set(intel, "energy1_input", round(second * INTEL_W * 1e6))
                 render["drm-engine-render"] = f"{second * 600_000_000} ns"
@@ -115,18 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             jobs.close()
             sampler.close()
-    snapshot = sampler.snapshot
-    print(
-        json.dumps(
-            {
-                "sources": {s.name: s.probe.status.name for s in sources},
-                "energy": [[r.component, r.device, r.source, r.energy_j] for r in snapshot.energy],
-                "jobs": {s.key.job_id: dict(s.energy_j) for s in accounted.jobs},
-                "unattributed": dict(accounted.unattributed_j),
-                "up": dict(snapshot.collectors_up),
-            }
-        )
-    )
+    print(run_json({s.name: s.probe.status.name for s in sources}, sampler.snapshot, accounted))
     return 0
 
 

@@ -13,7 +13,6 @@ and Ledger run `SECONDS` one-second intervals:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from agent.live.sampler import Sampler
 from collectors.jobs.cgroups import JobDiscovery
 from collectors.nvml.collector import NvmlCollector
 from collectors.tdp import read_cpuinfo
+from tests.live.nodes import START, node_arguments
 from tests.support.cgroups import GeneratedCgroups, fake_process
 from tests.support.clock import FakeClock
 from tests.support.nvml import FakeGpu, FakeProcess, write_state
@@ -60,13 +60,8 @@ def write_gpus(state: Path, second: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("ledger", type=Path)
-    parser.add_argument("--state", type=Path, required=True, help="the fake library's state file")
-    args = parser.parse_args(argv)
-
-    clock = FakeClock(1_714_521_600.0)
+    args = node_arguments(__doc__, argv)
+    clock = FakeClock(START)
     procfs = FakeProcfs(args.root / "proc", model=CPU_MODEL)
     cgroups = GeneratedCgroups(args.root / "cg")
     for job_id, pids in JOBS.items():

@@ -16,8 +16,6 @@ and each job's energy by component, from the accountant.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +23,8 @@ from agent.config.settings import CollectorsConfig, Config, HostPaths, LedgerCon
 from agent.daemon import JobAccounting
 from agent.live.sampler import Sampler
 from agent.live.sources import devices, probe_sources, require
-from tests.support.cgroups import GeneratedCgroups, fake_process
+from tests.live.nodes import START, Jobs, node_arguments, run_jobs, run_json, start_jobs
+from tests.support.cgroups import GeneratedCgroups
 from tests.support.clock import FakeClock
 from tests.support.hwmon import FakeHwmon, grace_socket
 from tests.support.nvml import FakeGpu, FakeProcess, write_state
@@ -34,8 +33,7 @@ from tests.support.procfs import FakeProcfs
 GH200 = "NVIDIA GH200 480GB"
 SECONDS = 6
 MODULE_W, GRACE_W, CPU_W, SYSIO_W = 600.0, 150.0, 100.0, 20.0
-JOBS = {"77": (501, 0.1), "78": (601, 0.9)}
-"""Job id -> its process's pid, and the CPU-seconds it uses per second."""
+JOBS: Jobs = {"77": (501, 0.1), "78": (601, 0.9)}
 
 
 def write_gpu(state: Path, second: int) -> None:
@@ -49,22 +47,15 @@ def write_gpu(state: Path, second: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("root", type=Path)
-    parser.add_argument("ledger", type=Path)
-    parser.add_argument("--state", type=Path, required=True, help="the fake library's state file")
-    args = parser.parse_args(argv)
-
-    clock = FakeClock(1_714_521_600.0)
+    args = node_arguments(__doc__, argv)
+    clock = FakeClock(START)
     procfs = FakeProcfs(args.root / "proc", model="Neoverse-V2", sockets=1, threads=8)
     cgroups = GeneratedCgroups(args.root / "cg")
     hwmon = FakeHwmon(args.root / "sys")
     meters = grace_socket(hwmon, 0)
     for kind, watts in (("Module", MODULE_W), ("Grace", GRACE_W), ("CPU", CPU_W), ("SysIO", SYSIO_W)):
         hwmon.set(meters[kind], "power1_average", round(watts * 1e6))
-    for job_id, (pid, _) in JOBS.items():
-        cgroups.v1(f"slurm/uid_0/job_{job_id}", cpu_ns=0, memory_bytes=1 << 30)
-        fake_process(procfs.root, pid, f"4:cpuacct:/slurm/uid_0/job_{job_id}/step_0\n0::/\n".encode())
+    start_jobs(JOBS, procfs.root, cgroups)
     write_gpu(args.state, 0)
 
     config = Config(
@@ -89,26 +80,13 @@ def main(argv: list[str] | None = None) -> int:
         for second in range(1, SECONDS + 1):
             clock.advance(1.0)
             procfs.run(1.0, 1.0 / procfs.threads)  # one CPU-second per second, all of it in the jobs
-            for job_id, (_, cpu_s) in JOBS.items():
-                cgroups.v1(
-                    f"slurm/uid_0/job_{job_id}", cpu_ns=round(second * cpu_s * 1e9), memory_bytes=1 << 30
-                )
+            run_jobs(JOBS, cgroups, second)
             write_gpu(args.state, second)
             accounted = jobs.accountant.account(sampler.tick())
     finally:
         jobs.close()
         sampler.close()
-    snapshot = sampler.snapshot
-    print(
-        json.dumps(
-            {
-                "sources": found,
-                "energy": [[r.component, r.device, r.source, r.energy_j] for r in snapshot.energy],
-                "jobs": {s.key.job_id: dict(s.energy_j) for s in accounted.jobs},
-                "unattributed": dict(accounted.unattributed_j),
-            }
-        )
-    )
+    print(run_json(found, sampler.snapshot, accounted))
     return 0
 
 

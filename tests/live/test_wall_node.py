@@ -27,7 +27,8 @@ from agent.live.sampler import Sampler
 from agent.live.snapshot import JobsSnapshot, Snapshot
 from agent.live.sources import devices, probe_sources, require
 from collectors.base import NOT_IN_TOTAL
-from tests.support.cgroups import GeneratedCgroups, fake_process
+from tests.live.nodes import run_jobs, start_jobs
+from tests.support.cgroups import GeneratedCgroups
 from tests.support.clock import FakeClock
 from tests.support.hwmon import FakeHwmon, acpi_node_meter
 from tests.support.powercap import PowercapTree, server_zones
@@ -45,9 +46,7 @@ def run_node(root: Path, other_policy: str) -> tuple[Snapshot, JobsSnapshot, Pat
     clock = FakeClock(START)
     procfs = FakeProcfs(root / "proc", sockets=1, threads=4)
     cgroups = GeneratedCgroups(root / "cg")
-    for job_id, (pid, _) in JOBS.items():
-        cgroups.v1(f"slurm/uid_0/job_{job_id}", cpu_ns=0, memory_bytes=1 << 30)
-        fake_process(procfs.root, pid, f"4:cpuacct:/slurm/uid_0/job_{job_id}/step_0\n0::/\n".encode())
+    start_jobs(JOBS, procfs.root, cgroups)
     ledger = root / "ledger.db"
     with PowercapTree(root / "sys", server_zones(1, PACKAGE_W, DRAM_W), mmio=False) as tree:
         hwmon = FakeHwmon(root / "sys")
@@ -70,10 +69,7 @@ def run_node(root: Path, other_policy: str) -> tuple[Snapshot, JobsSnapshot, Pat
                 clock.advance(1.0)
                 tree.advance(1.0)
                 procfs.run(1.0, 1.0 / procfs.threads)  # one busy CPU-second per second
-                for job_id, (_, cpu_s) in JOBS.items():
-                    cgroups.v1(
-                        f"slurm/uid_0/job_{job_id}", cpu_ns=round(second * cpu_s * 1e9), memory_bytes=1 << 30
-                    )
+                run_jobs(JOBS, cgroups, second)
                 accounted = jobs.accountant.account(sampler.tick())
         finally:
             jobs.close()
