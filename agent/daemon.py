@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from agent.carbon.model import CarbonModel
@@ -23,6 +24,7 @@ from agent.config.checks import ConfigError
 from agent.config.settings import Config
 from agent.export.api import LedgerApi
 from agent.export.job_metrics import JobFamilies
+from agent.export.local import LocalServer, SelfApi
 from agent.export.registry import make_registry
 from agent.export.server import MetricsServer
 from agent.ledger.schema import LedgerError
@@ -32,11 +34,13 @@ from agent.live.carbon import LiveCarbon
 from agent.live.sampler import Sampler
 from agent.live.snapshot import Published
 from agent.live.sources import Source, devices, gpu_usages, probe_sources, require
+from agent.live.windows import WindowBook
 from agent.live.work import WorkClassifier
 from collectors.base import Clock
 from collectors.jobs.cgroups import JobDiscovery
 from collectors.jobs.kubernetes import PodDirectory
 from collectors.jobs.slurm import SlurmMetadata
+from collectors.jobs.trees import ProcessTrees
 from collectors.tdp import read_cpuinfo
 from collectors.workloads import JobInfo, JobKey
 
@@ -86,6 +90,8 @@ class JobAccounting:
     pods: PodDirectory | None
     carbon: CarbonModel | None = None
     """Prices /api/v1/jobs/<id> in CO2e; built once at start-up from `carbon:`."""
+    windows: WindowBook | None = None
+    """The jobs' energy windows, opened and closed over the local socket."""
 
     @property
     def api(self) -> LedgerApi:
@@ -115,6 +121,7 @@ class JobAccounting:
         def metadata(key: JobKey) -> JobInfo | None:
             return slurm.get(key.job_id) if slurm is not None and key.scheduler == "slurm" else None
 
+        windows = WindowBook(time.time)
         fallback = {"auto": None, "true": True, "false": False}[config.slurm.environ_fallback]
         discovery = JobDiscovery(
             config.host.procfs,
@@ -140,8 +147,10 @@ class JobAccounting:
             },
             work=WorkClassifier(config.work.rules, str(config.host.procfs), discovery.job_pids),
             cpu_model=read_cpuinfo(config.host.procfs).model,
+            windows=windows,
+            trees=ProcessTrees(config.host.procfs),
         )
-        return cls(discovery, ledger, accountant, slurm, pods, carbon)
+        return cls(discovery, ledger, accountant, slurm, pods, carbon, windows)
 
     def close(self) -> None:
         """Stop the helper threads and write what the ledger still holds."""
@@ -187,6 +196,7 @@ def _serve(
     except ValueError as e:  # a certificate that changed since the config was read
         raise ConfigError(f"web.config_file {config.web.config_file}: {e}") from None
     server.start()
+    local = _local_server(config, jobs)
     shown = f"[{host}]" if ":" in host else host
     log.info(
         "serving metrics on %s://%s:%d/metrics every %gs",
@@ -199,6 +209,36 @@ def _serve(
         _loop(publish, config.interval_seconds, stop, clock)
     finally:
         server.stop()
+        if local is not None:
+            local.stop()
+
+
+def _local_server(config: Config, jobs: JobAccounting) -> LocalServer | None:
+    """The local socket (`api.socket`) for the jobs' own figures and windows; None when off or when it
+    cannot be made (the agent runs on without it, and says why)."""
+    if not config.api.socket or jobs.windows is None:
+        return None
+    api = SelfApi(
+        jobs.windows,
+        jobs.accountant.job_for_pid,
+        config.interval_seconds,
+        config.node_name,
+        jobs.carbon,
+        LedgerApi(jobs.ledger, jobs.carbon, config.api.redact),
+    )
+    try:
+        local = LocalServer(Path(config.api.socket), api)
+    except OSError as e:
+        log.warning(
+            "local socket off: cannot serve %s: %s; set api.socket to a path the agent may create, "
+            'or "" to turn it off',
+            config.api.socket,
+            e.strerror or e,
+        )
+        return None
+    local.start()
+    log.info("serving jobs' own energy and windows on %s", config.api.socket)
+    return local
 
 
 def _loop(tick: Callable[[], object], interval: float, stop: threading.Event, clock: Clock) -> None:

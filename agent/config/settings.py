@@ -24,6 +24,7 @@ from agent.config.work import WorkRule, parse_rules
 
 DEFAULT_PORT = 9877
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_SOCKET = "/run/greenai/agent.sock"
 REDACTABLE = ("user", "uid", "account", "name")
 
 
@@ -154,6 +155,9 @@ class ApiConfig:
     redact: tuple[str, ...] = ()
     """Job fields left out of the API (null there) and off the job series' labels on /metrics, for
     clusters whose users must not see each other: any of user, uid, account, name."""
+    socket: str = DEFAULT_SOCKET
+    """The Unix socket on which jobs read their own energy and open windows (docs/in-code.md); ""
+    turns it off."""
 
 
 @dataclass(frozen=True)
@@ -294,6 +298,13 @@ def report_section(value: Any) -> ReportConfig:
     return ReportConfig(**_REPORT(value))
 
 
+def _socket(value: Any) -> str:
+    """An absolute path for the local socket, or "" (off)."""
+    if value in ("", None):
+        return ""
+    return str(checks.path(value))
+
+
 def _verify_tls(value: Any) -> bool | Path:
     """true, false, or the path of a CA bundle file."""
     if isinstance(value, bool):
@@ -355,7 +366,7 @@ SCHEMA: checks.Schema = {
         "refresh_seconds": checks.number(1, 86400),
     },
     "work": {"rules": parse_rules},
-    "api": {"allow_annotate": checks.flag, "redact": checks.subset(*REDACTABLE)},
+    "api": {"allow_annotate": checks.flag, "redact": checks.subset(*REDACTABLE), "socket": _socket},
     "web": {"config_file": checks.optional(checks.path)},
     "carbon": carbon_section,
     "report": report_section,

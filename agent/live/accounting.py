@@ -25,9 +25,11 @@ from agent.live.attribution import (
     attribute,
 )
 from agent.live.snapshot import JobSeries, JobsSnapshot, Snapshot
+from agent.live.windows import WindowBook
 from agent.live.work import WorkClassifier
 from collectors.base import Device, counter_delta, is_outage
-from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, UsageScan
+from collectors.jobs.trees import PROCESS
+from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, JobUsage, UsageScan
 
 log = logging.getLogger("greenai.accounting")
 
@@ -39,6 +41,10 @@ class Discovery(Protocol):
     def scan(self) -> UsageScan: ...
 
     def job_for_pid(self, pid: int) -> JobKey | None: ...
+
+
+class ProcessTreeSource(Protocol):
+    def usage(self, roots: frozenset[int]) -> dict[JobKey, JobUsage]: ...
 
 
 class GpuUsageSource(Protocol):
@@ -122,6 +128,8 @@ class Accountant:
         previously_running: Mapping[JobKey, float] | None = None,
         work: WorkClassifier | None = None,
         cpu_model: str = "",
+        windows: WindowBook | None = None,
+        trees: ProcessTreeSource | None = None,
     ) -> None:
         """`previously_running`: jobs the ledger says were running when the agent last stopped, with
         when they were last seen; those the first scan does not find ended while the agent was down.
@@ -149,6 +157,11 @@ class Accountant:
         self._stale = dict(previously_running or {})
         self._work = work
         self._hardware = Hardware.of(devices, cpu_model)
+        self._windows = windows
+        """Energy windows of jobs (and of process trees outside jobs), fed each interval."""
+        self._trees = trees
+        self._tree_pids: dict[int, JobKey] = {}
+        """pid -> the process tree with a window that it belongs to, as of the last scan."""
         self.snapshot = JobsSnapshot()
 
     def account(self, sample: Snapshot) -> JobsSnapshot:
@@ -160,22 +173,61 @@ class Accountant:
             log.exception("job discovery failed")
             self._errors["discovery"] = self._errors.get("discovery", 0) + 1
             scan = None
-        previous, self._scan = self._scan, scan if scan is not None else self._scan
+        seen = self._with_trees(scan) if scan is not None else None
+        previous, self._scan = self._scan, seen if seen is not None else self._scan
         self._track_idle(sample)
         interval = None
-        if scan is not None and previous is not None:
-            interval = self._interval(sample, previous, scan)
+        if seen is not None and previous is not None:
+            interval = self._interval(sample, previous, seen)
             result = attribute(interval, self._idle_policy, self._other_policy)
         else:  # nothing to compare with yet: this interval's energy stays unattributed
             result = Attribution({}, dict(sample.interval_j))
+        result, trees = _set_apart(result)
+        if self._windows is not None:
+            shares = {**result.jobs, **trees}
+            self._windows.close_interval(
+                now, shares, sample.interval_j, result.unattributed, self._running(scan)
+            )
         self._add(result, scan)
         if scan is not None:
             self._seen_and_ended(scan, now)
         if self._ledger is not None:
-            cpu_seconds = {key: j.cpu_s for key, j in interval.jobs.items()} if interval else {}
+            cpu_seconds = (
+                {key: j.cpu_s for key, j in interval.jobs.items() if key.scheduler != PROCESS}
+                if interval
+                else {}
+            )
             self._record(result, sample, cpu_seconds, now)
         self.snapshot = self._publish(now)
         return self.snapshot
+
+    def _with_trees(self, scan: UsageScan) -> UsageScan:
+        """`scan` plus the process trees that hold windows and are in no job, as workloads of their own."""
+        roots = self._windows.process_roots() if self._windows is not None else frozenset()
+        if self._trees is None or not roots:
+            self._tree_pids = {}
+            return scan
+        trees = {
+            key: usage
+            for key, usage in self._trees.usage(roots).items()
+            if self._discovery.job_for_pid(int(key.job_id)) is None
+        }
+        self._tree_pids = {pid: key for key, usage in trees.items() for pid in usage.pids}
+        return replace(scan, jobs={**scan.jobs, **trees}) if trees else scan
+
+    def _running(self, scan: UsageScan | None) -> Callable[[JobKey], bool]:
+        """Whether a window's owner still runs: a job the scan found, a process tree whose root lives."""
+
+        def running(key: JobKey) -> bool:
+            if key.scheduler == PROCESS:  # its root is alive while the last scan found it in its tree
+                return self._tree_pids.get(int(key.job_id)) == key
+            return scan is None or key in scan.jobs
+
+        return running
+
+    def job_for_pid(self, pid: int) -> JobKey | None:
+        """The job a process belongs to, as attribution sees it (discovery's answer)."""
+        return self._discovery.job_for_pid(pid)
 
     def _track_idle(self, sample: Snapshot) -> None:
         """A measured CPU counter's idle power is the lowest mean power seen on it so far."""
@@ -224,7 +276,10 @@ class Accountant:
 
     def _parties(self, processes: tuple[GpuProcess, ...]) -> tuple[GpuParty, ...]:
         return tuple(
-            GpuParty(self._discovery.job_for_pid(p.pid), p.sm_util, p.memory_bytes) for p in processes
+            GpuParty(
+                self._tree_pids.get(p.pid) or self._discovery.job_for_pid(p.pid), p.sm_util, p.memory_bytes
+            )
+            for p in processes
         )
 
     def _add(self, result: Attribution, scan: UsageScan | None) -> None:
@@ -351,3 +406,17 @@ def _by_component_source(energy: Mapping[Key, float]) -> dict[tuple[str, str], f
     for (component, _, source), joules in energy.items():
         out[(component, source)] = out.get((component, source), 0.0) + joules
     return out
+
+
+def _set_apart(result: Attribution) -> tuple[Attribution, dict[JobKey, Mapping[Key, float]]]:
+    """The process trees' shares (windows of callers in no job) taken out of the jobs and left
+    unattributed, as they were before: to the node and the ledger they are not jobs."""
+    trees = {key: shares for key, shares in result.jobs.items() if key.scheduler == PROCESS}
+    if not trees:
+        return result, {}
+    unattributed = dict(result.unattributed)
+    for shares in trees.values():
+        for key, joules in shares.items():
+            unattributed[key] = unattributed.get(key, 0.0) + joules
+    jobs = {key: shares for key, shares in result.jobs.items() if key.scheduler != PROCESS}
+    return Attribution(jobs, unattributed), trees
