@@ -21,6 +21,7 @@ from agent.carbon.datafiles import CarbonDataError
 from agent.carbon.model import CarbonModel
 from agent.commands import annotate, card, dashboards, doctor, failures, import_runs, jobs, report
 from agent.commands import ledger as ledger_command
+from agent.commands import run as run_command
 from agent.config import settings
 from agent.report.annual import parse_formats
 from agent.report.prometheus import JOBS_DEFAULT_DAYS
@@ -174,6 +175,23 @@ def _parser() -> argparse.ArgumentParser:
     saved.add_argument("path", metavar="PATH", type=Path, help="the damaged ledger")
     saved.add_argument("--out", type=Path, metavar="NEW", help="the new file (default: PATH-recovered.db)")
     saved.set_defaults(config=None)
+    runs = sub.add_parser(
+        "run",
+        help="run a command and say how much energy and CO2e its job used meanwhile (docs/in-code.md)",
+        epilog="exit code: the command's (128 + n when a signal n ended it), with or without an agent",
+    )
+    runs.add_argument(
+        "--csv", type=Path, metavar="FILE", help="append a CodeCarbon emissions.csv row to FILE"
+    )
+    runs.add_argument("--card", action="store_true", help="print the run's figures as Markdown")
+    runs.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the agent's socket (default $GREENAI_SOCKET, else api.socket's default)",
+    )
+    runs.add_argument(
+        "cmd", nargs=argparse.REMAINDER, metavar="-- CMD ...", help="the command and its arguments"
+    )
     dash = sub.add_parser("dashboards", help="the Grafana dashboards (grafanalib, in a source checkout)")
     dash_sub = dash.add_subparsers(dest="action", required=True, metavar="ACTION")
     build = dash_sub.add_parser("build", help="regenerate dashboards/*.json from dashboards/*.dashboard.py")
@@ -209,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "dashboards":
         return _dashboards(args)
+    if args.command == "run":
+        return _run_command(args)
     cfg = settings.load(args.config, _overrides(args))
     try:
         return _command(args, cfg)
@@ -271,6 +291,14 @@ def _ledger(args: argparse.Namespace, cfg: settings.Config) -> int:
     if args.action == "check":
         return ledger_command.run_check((args.ledger or cfg.ledger.path).absolute(), sys.stdout)
     return ledger_command.run_recover(args.path.absolute(), args.out, sys.stdout)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        print("greenai: run: no command given; write `greenai run -- CMD ...`", file=sys.stderr)
+        return failures.EXIT_BAD_INPUT
+    return run_command.run(command, args.socket, args.csv, args.card, sys.stdout, sys.stderr)
 
 
 def _dashboards(args: argparse.Namespace) -> int:

@@ -37,6 +37,12 @@ CODECARBON_METHOD = (
     "read them, else estimated from the CPU's TDP; RAM estimated from its size"
 )
 """How CodeCarbon obtains energy (its documented methodology), as `method` of its runs."""
+GREENAI_MODE = "greenai-agent"
+"""The `tracking_mode` of rows that `greenai run --csv` and `agent.tracker` write in CodeCarbon's format."""
+GREENAI_METHOD = (
+    "written by greenai-agent (`greenai run --csv`, agent.tracker): the job's energy as the node's greenai "
+    "agent attributed it over the run"
+)
 
 CODECARBON_REQUIRED = (
     "timestamp", "run_id", "duration", "emissions", "cpu_energy", "gpu_energy", "ram_energy",
@@ -125,7 +131,7 @@ def _parse_codecarbon_row(at: At, cell: Mapping[str, str], naive_tz: tzinfo) -> 
         location=_codecarbon_location(cell),
         gpu_hours=gpu_count * duration_s / 3600 if gpu_count else None,
         pue=pue,
-        reported_emissions_kg=cell_non_negative(at, "emissions", cell["emissions"]),
+        reported_emissions_kg=cell_optional(at, "emissions", cell, cell_non_negative),
         gpu_model=_codecarbon_gpu_model(cell_text(cell.get("gpu_model", ""))),
         gpu_count=int(gpu_count) if gpu_count and gpu_count.is_integer() else None,
         cpu_model=cell_text(cell.get("cpu_model", "")),
@@ -142,6 +148,8 @@ def _codecarbon_gpu_model(text: str) -> str:
 
 def _codecarbon_method(cell: Mapping[str, str]) -> str:
     mode = cell_text(cell.get("tracking_mode", "")) or "machine"  # CodeCarbon's default; older files lack it
+    if mode == GREENAI_MODE:
+        return GREENAI_METHOD
     version = cell_text(cell.get("codecarbon_version", ""))
     return CODECARBON_METHOD.format(mode=mode, version=f", CodeCarbon {version}" if version else "")
 
