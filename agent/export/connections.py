@@ -29,7 +29,8 @@ class Limits:
     """What one client may take from the server; times in seconds, sizes in bytes."""
 
     workers: int = 8
-    """Threads that answer complete requests (rendering /metrics, reading the ledger)."""
+    """Threads that answer complete requests (rendering /metrics, reading the ledger); 0: the reader
+    answers each request itself, for answers that take microseconds (the local socket's)."""
     max_connections: int = 512
     """Connections open at once, being read or waiting for a worker; more get a quick 503."""
     backlog: int = 128
@@ -232,7 +233,10 @@ class Connections:
             if complete:
                 self._selector.unregister(pending.sock)
                 del self._pending[pending.sock]
-                self._ready.put((pending.sock, pending.address, bytes(pending.data)))
+                if self._limits.workers == 0:  # answered here: quick answers to local callers
+                    self._handle(pending.sock, pending.address, bytes(pending.data))
+                else:
+                    self._ready.put((pending.sock, pending.address, bytes(pending.data)))
                 return
 
     def _complete(self, pending: _Pending) -> bool:
@@ -293,20 +297,23 @@ class Connections:
             item = self._ready.get()
             if item is None:
                 return
-            sock, address, request = item
-            try:
-                if self._stopping.is_set():
-                    continue
-                sock.setblocking(True)
-                sock.settimeout(self._limits.write_seconds)
-                self._answer(sock, address, request)
-            except (ConnectionError, TimeoutError) as e:
-                log.debug("%s: client went away: %s", address[0], e)
-            except Exception:  # a worker must outlive any one request
-                log.exception("%s: answering a request failed", address[0])
-            finally:
-                _shut(sock)
-                self._closed()
+            self._handle(*item)
+
+    def _handle(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
+        """Answer one complete request and close its connection."""
+        try:
+            if self._stopping.is_set():
+                return
+            sock.setblocking(True)
+            sock.settimeout(self._limits.write_seconds)
+            self._answer(sock, address, request)
+        except (ConnectionError, TimeoutError) as e:
+            log.debug("%s: client went away: %s", address[0], e)
+        except Exception:  # a worker must outlive any one request
+            log.exception("%s: answering a request failed", address[0])
+        finally:
+            _shut(sock)
+            self._closed()
 
 
 def _shut(sock: socket.socket) -> None:

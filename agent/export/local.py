@@ -4,7 +4,9 @@ The agent serves JSON over HTTP on a Unix socket (`api.socket`, mode 0666 in a 0
 that any local process can connect without root. The kernel tells who connected (SO_PEERCRED: pid and
 uid, which the caller cannot forge); the agent maps the pid to its job through the same discovery as
 sampling. That is the trust boundary: a caller reaches its own job's figures and windows and nothing
-else; a caller in no job, its own process tree; root, any job. docs/in-code.md documents the API.
+else; a caller in no job, its own process tree; the node's root (uid 0 in no job), any job's record.
+Root inside a job or a container without a user namespace is still that job's: its own record only.
+docs/in-code.md documents the API.
 
     GET    /api/v1/self                      who the caller is, as the agent sees it
     GET    /api/v1/self/windows              the caller's open windows
@@ -31,10 +33,10 @@ from typing import Any, Protocol
 
 from agent.carbon.model import CarbonModel
 from agent.export.connections import Connections, Limits
-from agent.export.server import MAX_JSON_DEPTH, ApiHandler, json_depth
+from agent.export.server import MAX_JSON_DEPTH, json_depth
 from agent.ledger.provenance import ESTIMATED, MEASURED, kind_of
 from agent.live.windows import WindowBook, WindowError, WindowResult
-from agent.units import JOULES_PER_KWH, hour_of
+from agent.units import JOULES_PER_KWH, hour_of, json_text
 from collectors.jobs.trees import PROCESS
 from collectors.workloads import JobKey
 
@@ -114,12 +116,12 @@ class SelfApi:
         return self.result(caller, self._windows.end(caller.owner, name))
 
     def job(self, caller: Caller, job_id: str) -> dict[str, Any]:
-        """A job's record: the caller's own, or any for root."""
+        """A job's record: the caller's own; any for the node's root (uid 0 in no job: root inside a
+        job or a container is that job's, and reads its own only)."""
         if self._records is None:
             raise WindowError(503, "this agent keeps no per-job figures")
-        if caller.uid != ROOT_UID and (
-            caller.owner.scheduler == PROCESS or job_id not in own_ids(caller.owner)
-        ):
+        node_root = caller.uid == ROOT_UID and caller.owner.scheduler == PROCESS
+        if not node_root and (caller.owner.scheduler == PROCESS or job_id not in own_ids(caller.owner)):
             raise WindowError(403, "over the local socket a job may read only its own record")
         return self._records.get_job(job_id)
 
@@ -147,7 +149,7 @@ class SelfApi:
             "kwh": kwh,
             "co2e_g": co2e,
             "sources": r.by_source,
-            "shares": {k: (v / total if total > 0 else None) for k, v in kinds.items()},
+            "shares": {k: v / total for k, v in kinds.items()} if total > 0 else None,
             "node_unattributed_share": r.node_unattributed_j / r.node_it_j if r.node_it_j > 0 else None,
             "gpu_shares": r.gpu_shares,
             "interval_seconds": self._interval,
@@ -179,84 +181,70 @@ def own_ids(job: JobKey) -> tuple[str, ...]:
     return (str(job), job.job_id)
 
 
-class _LocalHandler(ApiHandler):
-    """One request on the local socket; the caller is whoever the kernel says is at the other end."""
+REASONS = {200: "OK", 201: "Created", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+           405: "Method Not Allowed", 409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error",
+           503: "Service Unavailable"}  # fmt: skip
 
-    server: LocalServer  # type: ignore[assignment]
 
-    def parse_request(self) -> bool:
-        return super(ApiHandler, self).parse_request()  # no basic auth, every method routed below
+@dataclass(frozen=True)
+class Request:
+    """One request read whole by the connection reader: method, path (percent-decoding left to the
+    routes) and body."""
 
-    def address_string(self) -> str:
-        return "local"
+    method: str
+    path: str
+    body: bytes
 
-    def do_GET(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        api = self.server.api
-        if path == SELF:
-            self._local(lambda c: api.whoami(c))
-        elif path == WINDOWS:
-            self._local(lambda c: api.open_windows(c))
-        elif path.startswith("/api/v1/jobs/") and "/" not in path[len("/api/v1/jobs/") :]:
-            job_id = urllib.parse.unquote(path[len("/api/v1/jobs/") :])
-            self._local(lambda c: api.job(c, job_id))
-        else:
-            self._json(404, {"error": f"no such resource: {path}"})
+    @classmethod
+    def parse(cls, data: bytes) -> Request:
+        """The request line and body of an HTTP/1.x request; ValueError when it is not one."""
+        head, _, body = data.partition(b"\r\n\r\n")
+        line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = line.split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            raise ValueError(f"not an HTTP/1 request line: {line[:80]!r}")
+        return cls(parts[0], urllib.parse.urlsplit(parts[1]).path, body)
 
-    def do_POST(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        api = self.server.api
-        if path == WINDOWS:
-            self._local(lambda c: api.begin(c, self._window_name()), status=201)
-        elif path.startswith(WINDOWS + "/") and path.endswith("/end"):
-            name = urllib.parse.unquote(path[len(WINDOWS) + 1 : -len("/end")])
-            self._local(lambda c: api.end(c, name))
-        else:
-            self._json(404, {"error": f"no such resource: {path}"})
 
-    def do_DELETE(self) -> None:
-        path = urllib.parse.urlsplit(self.path).path
-        if path.startswith(WINDOWS + "/") and "/" not in path[len(WINDOWS) + 1 :]:
-            name = urllib.parse.unquote(path[len(WINDOWS) + 1 :])
-            self._local(lambda c: self.server.api.end(c, name))
-        else:
-            self._json(404, {"error": f"no such resource: {path}"})
+def answer(api: SelfApi, caller: Caller, request: Request) -> tuple[int, Mapping[str, Any]]:
+    """The status and JSON body for `request` from `caller`."""
+    method, path = request.method, request.path
+    try:
+        if method == "GET" and path == SELF:
+            return 200, api.whoami(caller)
+        if method == "GET" and path == WINDOWS:
+            return 200, api.open_windows(caller)
+        if method == "GET" and path.startswith("/api/v1/jobs/") and "/" not in path[len("/api/v1/jobs/") :]:
+            return 200, api.job(caller, urllib.parse.unquote(path[len("/api/v1/jobs/") :]))
+        if method == "POST" and path == WINDOWS:
+            return 201, api.begin(caller, window_name(request.body))
+        if method == "POST" and path.startswith(WINDOWS + "/") and path.endswith("/end"):
+            return 200, api.end(caller, urllib.parse.unquote(path[len(WINDOWS) + 1 : -len("/end")]))
+        if method == "DELETE" and path.startswith(WINDOWS + "/") and "/" not in path[len(WINDOWS) + 1 :]:
+            return 200, api.end(caller, urllib.parse.unquote(path[len(WINDOWS) + 1 :]))
+        if method not in ("GET", "POST", "DELETE"):
+            return 405, {"error": f"method {method} is not served here"}
+        return 404, {"error": f"no such resource: {path}"}
+    except WindowError as e:
+        return e.status, {"error": str(e)}
+    except LookupError as e:
+        return 404, {"error": str(e.args[0] if e.args else e)}
+    except ValueError as e:
+        return 400, {"error": str(e)}
 
-    def _window_name(self) -> str:
-        """The window's name from the request's JSON body; ValueError (400) when it is not right."""
-        length = int(self.headers.get("Content-Length") or 0)
-        text = self.rfile.read(length) if length > 0 else b""
-        if json_depth(text) > MAX_JSON_DEPTH:
-            raise ValueError(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
-        try:
-            body = json.loads(text or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ValueError(f"the body is not JSON: {e}") from None
-        name = body.get("name") if isinstance(body, dict) else None
-        if (
-            not isinstance(name, str)
-            or not 0 < len(name) <= MAX_NAME
-            or "/" in name
-            or not name.isprintable()
-        ):
-            raise ValueError(f'send {{"name": "..."}}: 1 to {MAX_NAME} printable characters, no "/"')
-        return name
 
-    def _local(self, call: Callable[[Caller], Mapping[str, Any]], status: int = 200) -> None:
-        try:
-            pid, uid = peer(self.connection)
-            answer = call(self.server.api.caller(pid, uid))
-        except WindowError as e:
-            self._json(e.status, {"error": str(e)})
-        except LookupError as e:
-            self._json(404, {"error": str(e.args[0] if e.args else e)})
-        except ValueError as e:
-            self._json(400, {"error": str(e)})
-        except Exception:  # the API must never take the agent down
-            log.exception("local socket: %s %s", self.command, self.path)
-            self._json(500, {"error": "internal error; see the agent's log"})
-        else:
-            self._json(status, answer)
+def window_name(body: bytes) -> str:
+    """The window's name from a JSON body {"name": "..."}; ValueError (400) when it is not right."""
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise ValueError(f"the body nests deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = json.loads(body or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"the body is not JSON: {e}") from None
+    name = value.get("name") if isinstance(value, dict) else None
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME or "/" in name or not name.isprintable():
+        raise ValueError(f'send {{"name": "..."}}: 1 to {MAX_NAME} printable characters, no "/"')
+    return name
 
 
 class LocalServer:
@@ -277,12 +265,29 @@ class LocalServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o666)
-        limits = limits or Limits(workers=4)
+        # Answers take microseconds and the peers are local: the reader answers them itself, which
+        # saves a thread hand-off per request (half the agent's CPU for a window's round trip).
+        limits = limits or Limits(workers=0)
         self._listener.listen(limits.backlog)
         self._connections = Connections(self._listener, self._answer, limits)
 
-    def _answer(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
-        _LocalHandler((sock, request), ("local", 0), self)  # type: ignore[arg-type]
+    def _answer(self, sock: socket.socket, address: tuple[str, int], data: bytes) -> None:
+        """Answer one request on a worker; the caller is whoever the kernel says is at the other end."""
+        try:
+            request = Request.parse(data)
+            pid, uid = peer(sock)
+            status, body = answer(self.api, self.api.caller(pid, uid), request)
+        except ValueError as e:
+            status, body = 400, {"error": str(e)}
+        except Exception:  # the API must never take the agent down
+            log.exception("local socket: a request failed")
+            status, body = 500, {"error": "internal error; see the agent's log"}
+        payload = json_text(body).encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        )
+        sock.sendall(head.encode() + payload)
 
     def start(self) -> None:
         self._connections.start()

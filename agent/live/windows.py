@@ -55,36 +55,36 @@ class _Totals:
     node_unattributed_j: float = 0.0
 
 
-def _mix(a: Mapping[K, float], b: Mapping[K, float], f: float) -> dict[K, float]:
-    """a + (b - a) x f per key; f > 1 extrapolates."""
-    return {k: a.get(k, 0.0) + (b.get(k, 0.0) - a.get(k, 0.0)) * f for k in {*a, *b}}
-
-
-def _between(a: _Totals, b: _Totals, t: float) -> _Totals:
-    """The totals at `t`, at the steady power of the interval from `a` to `b`."""
-    f = (t - a.t) / (b.t - a.t)
-    return _Totals(
-        t,
-        _mix(a.energy, b.energy, f),
-        _mix(a.gpu_j, b.gpu_j, f),
-        _mix(a.node_gpu_j, b.node_gpu_j, f),
-        a.node_it_j + (b.node_it_j - a.node_it_j) * f,
-        a.node_unattributed_j + (b.node_unattributed_j - a.node_unattributed_j) * f,
-    )
-
-
 @dataclass
 class _Follow:
-    """A job with open windows: its totals at the last two interval ends."""
+    """A job with open windows: its running totals, updated in place at each interval's end, and what
+    the last interval added (from which the totals at any time in or past it follow)."""
 
-    last: _Totals
-    before: _Totals | None = None
+    t: float
+    energy: dict[tuple[str, str], float] = field(default_factory=dict)
+    gpu_j: dict[str, float] = field(default_factory=dict)
+    node_gpu_j: dict[str, float] = field(default_factory=dict)
+    node_it_j: float = 0.0
+    node_unattributed_j: float = 0.0
+    step_s: float = 0.0
+    """The last interval's length; 0 until an interval of the job has closed (no power known)."""
+    step: _Totals = field(default_factory=lambda: _Totals(0.0))
+    """What the last interval added."""
+    pending: list[_Window] = field(default_factory=list)
+    """Windows whose begin lies in the interval now running."""
 
     def at(self, t: float) -> _Totals:
-        """The totals at `t`: within the last interval or past it, at that interval's power."""
-        if self.before is None or self.last.t <= self.before.t:
-            return self.last  # no interval of the job closed yet: no power known
-        return _between(self.before, self.last, t)
+        """The totals at `t`, within the last interval or past it, at that interval's power."""
+        f = (t - self.t) / self.step_s if self.step_s > 0 else 0.0
+        step = self.step
+        return _Totals(
+            t,
+            {k: v + step.energy.get(k, 0.0) * f for k, v in self.energy.items()},
+            {k: v + step.gpu_j.get(k, 0.0) * f for k, v in self.gpu_j.items()},
+            {k: v + step.node_gpu_j.get(k, 0.0) * f for k, v in self.node_gpu_j.items()},
+            self.node_it_j + step.node_it_j * f,
+            self.node_unattributed_j + step.node_unattributed_j * f,
+        )
 
 
 @dataclass
@@ -169,9 +169,11 @@ class WindowBook:
                 raise WindowError(409, f"window {name!r} is already open; end it first")
             if len(windows) >= self.max_open:
                 raise WindowError(429, f"{len(windows)} windows are open for this job, the most allowed")
-            if job not in self._follow:  # followed from the last interval's end: this one is coming
-                self._follow[job] = _Follow(_Totals(min(now, self._last_close or now)))
-            windows[name] = _Window(name, now)
+            follow = self._follow.get(job)
+            if follow is None:  # followed from the last interval's end: the one running now is coming
+                follow = self._follow[job] = _Follow(min(now, self._last_close or now))
+            window = windows[name] = _Window(name, now)
+            follow.pending.append(window)
             return now
 
     def end(self, job: JobKey, name: str) -> WindowResult:
@@ -182,15 +184,17 @@ class WindowBook:
             if window is None:
                 raise WindowError(404, f"no open window {name!r}")
             follow = self._follow[job]
+            if window in follow.pending:
+                follow.pending.remove(window)
             if not self._windows[job]:
                 del self._windows[job]
                 del self._follow[job]
-        start = window.start if window.start is not None else follow.at(window.begin)
-        stop = follow.at(now)
+            start = window.start if window.start is not None else follow.at(window.begin)
+            stop = follow.at(now)
         if window.first_sample is None:
             guessed = now - window.begin
         else:
-            guessed = (window.first_sample - window.begin) + max(0.0, now - follow.last.t)
+            guessed = (window.first_sample - window.begin) + max(0.0, now - follow.t)
         return WindowResult(
             window.name,
             job,
@@ -252,17 +256,24 @@ class WindowBook:
         left: float,
     ) -> None:
         follow = self._follow[job]
-        last = follow.last
-        energy = dict(last.energy)
-        gpu = dict(last.gpu_j)
+        energy: dict[tuple[str, str], float] = {}
+        gpu: dict[str, float] = {}
         for (component, device, source), joules in got.items():
             energy[(component, source)] = energy.get((component, source), 0.0) + joules
             if component in GPU_COMPONENTS:
                 gpu[device] = gpu.get(device, 0.0) + joules
-        node = {d: last.node_gpu_j.get(d, 0.0) + node_gpu.get(d, 0.0) for d in gpu}
-        now = _Totals(t, energy, gpu, node, last.node_it_j + node_it, last.node_unattributed_j + left)
-        follow.before, follow.last = last, now
-        for window in self._windows[job].values():
-            if window.start is None and window.begin <= t:  # the interval holding its begin closed
-                window.start = follow.at(window.begin) if window.begin > last.t else last
-                window.first_sample = t
+        for key, joules in energy.items():
+            follow.energy[key] = follow.energy.get(key, 0.0) + joules
+        for device, joules in gpu.items():
+            follow.gpu_j[device] = follow.gpu_j.get(device, 0.0) + joules
+        node = {d: node_gpu.get(d, 0.0) for d in follow.gpu_j}
+        for device, joules in node.items():
+            follow.node_gpu_j[device] = follow.node_gpu_j.get(device, 0.0) + joules
+        follow.node_it_j += node_it
+        follow.node_unattributed_j += left
+        follow.step = _Totals(t, energy, gpu, node, node_it, left)
+        follow.step_s, follow.t = t - follow.t, t
+        for window in follow.pending:  # the interval holding their begin closed: their start is known
+            window.start = follow.at(window.begin)
+            window.first_sample = t
+        follow.pending = []

@@ -84,3 +84,14 @@ def test_a_codecarbon_script_runs_unchanged_but_its_import_line(agent: Path, tmp
     (row,) = list(csv.DictReader((tmp_path / "emissions.csv").open()))
     assert row["project_name"] == "demo"
     assert float(row["emissions"]) == pytest.approx(kg)
+
+
+def test_a_window_ended_at_once_has_no_energy_and_says_so(agent: Path) -> None:
+    from agent.client import Monitor
+
+    monitor = Monitor(str(agent))
+    monitor.begin_window("instant")
+    window = monitor.end_window("instant")
+    assert window.owner["kind"] == "process"
+    assert window.shares is None or set(window.shares) == {"measured", "estimated"}
+    assert window.energy_j["total"] >= 0

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""What energy windows cost, in one run:
+
+- a window's begin/end round trip over the local socket, against a real `greenai agent` (estimate
+  mode): the caller's wall time per round trip (agent.client.Monitor) and the agent's CPU time per
+  round trip (psutil on the agent's process, less its CPU over as long without requests);
+- the sampling cost of 1,000 open windows: the accountant's interval with 1,000 windows open over
+  100 jobs (10 each), against the same interval with none, in this process on generated cgroups.
+
+Floors: a round trip at most 2 ms of the caller's wall time and 0.5 ms of the agent's CPU; 1,000 open
+windows at most 1 ms more per sample. Prints JSON; exits 1 when a floor is missed.
+Run from anywhere: python3 benchmarks/windows.py [--round-trips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from agent.client import Monitor  # noqa: E402
+from agent.live.accounting import Accountant  # noqa: E402
+from agent.live.snapshot import Snapshot  # noqa: E402
+from agent.live.windows import WindowBook  # noqa: E402
+from collectors.jobs.cgroups import JobDiscovery  # noqa: E402
+from collectors.workloads import JobKey  # noqa: E402
+from tests.support.cgroups import GeneratedCgroups, fake_process  # noqa: E402
+from tests.support.clock import FakeClock  # noqa: E402
+from tests.support.processes import AgentProcess, wait_for  # noqa: E402
+from tests.support.procfs import FakeProcfs  # noqa: E402
+
+ROUND_TRIP_WALL_MS_FLOOR = 2.0
+ROUND_TRIP_AGENT_CPU_MS_FLOOR = 0.5
+OPEN_WINDOWS_EXTRA_MS_FLOOR = 1.0
+JOBS = 100
+WINDOWS = 1000
+
+
+def round_trips(count: int) -> dict[str, float]:
+    """Begin and end `count` windows against a real agent; the caller's wall and the agent's CPU."""
+    with tempfile.TemporaryDirectory(prefix="greenai-bench-") as tmp:
+        root = Path(tmp)
+        sock = root / "run" / "agent.sock"
+        config = root / "agent.yaml"
+        config.write_text(f"ledger: {{path: '{root / 'l.db'}'}}\napi: {{socket: '{sock}'}}\n")
+        with AgentProcess(["--config", str(config), "--interval", "1"]) as agent:
+            agent.wait_ready()
+            wait_for(sock.exists, 10, "the local socket")
+            proc = psutil.Process(agent.proc.pid)
+            monitor = Monitor(str(sock))
+            for i in range(20):  # warm up: connections, imports, the first window of the owner
+                monitor.begin_window(f"warm-{i}")
+                monitor.end_window(f"warm-{i}")
+            idle_started, idle_cpu = time.monotonic(), sum(proc.cpu_times()[:2])
+            time.sleep(2.0)
+            idle_rate = (sum(proc.cpu_times()[:2]) - idle_cpu) / (time.monotonic() - idle_started)
+            walls = []
+            started, cpu0 = time.monotonic(), sum(proc.cpu_times()[:2])
+            for i in range(count):
+                t = time.perf_counter()
+                monitor.begin_window(f"w-{i}")
+                monitor.end_window(f"w-{i}")
+                walls.append(time.perf_counter() - t)
+            elapsed, cpu = time.monotonic() - started, sum(proc.cpu_times()[:2]) - cpu0
+            agent.stop()
+    return {
+        "round_trips": count,
+        "caller_wall_ms_median": statistics.median(walls) * 1000,
+        "caller_wall_ms_p90": statistics.quantiles(walls, n=10)[-1] * 1000,
+        "agent_cpu_ms_per_round_trip": max(0.0, cpu - idle_rate * elapsed) * 1000 / count,
+    }
+
+
+def open_windows_cost(samples: int) -> dict[str, float]:
+    """The accountant's CPU per interval with 200 jobs, with and without 1,000 open windows."""
+    with tempfile.TemporaryDirectory(prefix="greenai-bench-") as tmp:
+        root = Path(tmp)
+        clock = FakeClock(1_000.0)
+        procfs = FakeProcfs(root / "proc", threads=64)
+        cgroups = GeneratedCgroups(root / "cg")
+        keys = [JobKey("slurm", str(1000 + i)) for i in range(2 * JOBS)]
+        for i, key in enumerate(keys):
+            cgroups.v1(f"slurm/uid_0/job_{key.job_id}", cpu_ns=0, memory_bytes=1 << 30)
+            fake_process(
+                procfs.root, 10_000 + i, f"4:cpuacct:/slurm/uid_0/job_{key.job_id}/step_0\n".encode()
+            )
+        figures = {}
+        for label, with_windows in (("none", False), ("open", True)):
+            book = WindowBook(clock)
+            accountant = Accountant(
+                JobDiscovery(procfs.root, cgroups.root, "n", clock, environ_fallback=False),
+                clock,
+                windows=book,
+            )
+            if with_windows:
+                for n in range(WINDOWS):
+                    book.begin(keys[n % JOBS], f"w{n}")
+            cpu = 0.0
+            for second in range(samples + 2):
+                clock.advance(1.0)
+                procfs.run(1.0, 0.5)
+                for i, key in enumerate(keys):
+                    cgroups.v1(f"slurm/uid_0/job_{key.job_id}", cpu_ns=second * 10**8 * (1 + i % 3))
+                energy = {("cpu", "package-0", "rapl"): 200.0, ("dram", "package-0", "rapl"): 20.0}
+                sample = Snapshot(time=clock(), samples=second, interval_s=1.0, interval_j=energy)
+                t = time.process_time()
+                accountant.account(sample)
+                if second >= 2:
+                    cpu += time.process_time() - t
+            figures[label] = cpu * 1000 / samples
+            assert len(book.open_windows(keys[0])) == (WINDOWS // JOBS if with_windows else 0)
+    return {
+        "jobs": 2 * JOBS,
+        "open_windows": WINDOWS,
+        "sample_ms_without_windows": figures["none"],
+        "sample_ms_with_windows": figures["open"],
+        "open_windows_extra_ms_per_sample": figures["open"] - figures["none"],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--round-trips", type=int, default=500)
+    parser.add_argument("--samples", type=int, default=200)
+    args = parser.parse_args()
+    trips = round_trips(args.round_trips)
+    windows = open_windows_cost(args.samples)
+    checks = {
+        "caller_wall_ms": trips["caller_wall_ms_median"] <= ROUND_TRIP_WALL_MS_FLOOR,
+        "agent_cpu_ms": trips["agent_cpu_ms_per_round_trip"] <= ROUND_TRIP_AGENT_CPU_MS_FLOOR,
+        "open_windows_extra_ms": windows["open_windows_extra_ms_per_sample"] <= OPEN_WINDOWS_EXTRA_MS_FLOOR,
+    }
+    figures = {
+        "round_trip": trips,
+        "open_windows": windows,
+        "floors": {
+            "caller_wall_ms": ROUND_TRIP_WALL_MS_FLOOR,
+            "agent_cpu_ms": ROUND_TRIP_AGENT_CPU_MS_FLOOR,
+            "open_windows_extra_ms": OPEN_WINDOWS_EXTRA_MS_FLOOR,
+        },
+        "checks": checks,
+        "meets_floors": all(checks.values()),
+    }
+    print(json.dumps(figures, indent=2))
+    return 0 if figures["meets_floors"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
