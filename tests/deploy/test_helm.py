@@ -284,9 +284,9 @@ def test_daemonset_is_least_privilege_and_mounts_the_host_read_only() -> None:
     assert mounts["sys"] == {"name": "sys", "mountPath": "/host/sys", "readOnly": True}
     assert volumes["ledger"]["hostPath"] == {"path": "/var/lib/greenai", "type": "DirectoryOrCreate"}
     assert mounts["ledger"]["mountPath"] == "/var/lib/greenai"
-    # Every hostPath but the ledger is read-only.
+    # Every hostPath but the ledger and the local socket's directory is read-only.
     host_volumes = {name for name, v in volumes.items() if "hostPath" in v}
-    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger"}
+    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger", "socket"}
     assert "$(NODE_NAME)" in container["args"]
     env = {e["name"]: e for e in container["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
@@ -387,6 +387,12 @@ def test_gpu_through_the_device_plugin() -> None:
         (["--set", "amdGpu.resourceCount=0"], "/amdGpu/resourceCount"),
         # The chart owns collectors.bmc: it comes from bmc.*, so config cannot set it.
         (["--set", "config.collectors.bmc.url=https://bmc"], "bmc"),
+        # Nor api.socket, which comes from localSocket.*.
+        (["--set", "config.api.socket=/tmp/agent.sock"], "socket"),
+        (["--set", "localSocket.no_such_key=1"], "no_such_key"),
+        (["--set", "localSocket.enabled=yes"], "/localSocket/enabled"),
+        (["--set", "localSocket.hostPath=run/greenai"], "/localSocket/hostPath"),
+        (["--set", "localSocket.hostPath=/run/greenai/"], "/localSocket/hostPath"),
     ],
 )
 def test_schema_rejects_bad_values(args: list[str], complaint: str) -> None:
@@ -457,7 +463,7 @@ def test_amd_host_devices_are_read_only_host_paths_without_the_resource() -> Non
     assert container["securityContext"]["privileged"] is False
     assert not container["securityContext"]["capabilities"].get("add")
     host_volumes = {name for name, v in volumes.items() if "hostPath" in v}
-    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger"}
+    assert {name for name in host_volumes if not mounts[name].get("readOnly")} == {"ledger", "socket"}
 
 
 @needs_helm
@@ -586,3 +592,60 @@ def test_contradictory_bmc_values_fail_with_one_line(args: list[str], complaint:
     result = helm("template", "greenai", str(CHART), *args, check=False)
     assert result.returncode != 0, result.stdout
     assert complaint in result.stderr
+
+
+@needs_helm
+def test_local_socket_is_on_by_default_in_a_node_directory(tmp_path: Path) -> None:
+    docs = render()
+    volume = _by_name(_pod(docs)["volumes"])["socket"]
+    mount = _by_name(_container(docs)["volumeMounts"])["socket"]
+    assert volume["hostPath"] == {"path": "/run/greenai", "type": "DirectoryOrCreate"}
+    # Read-write: the agent creates agent.sock there.
+    assert mount == {"name": "socket", "mountPath": "/run/greenai"}
+    assert _agent_config(docs, tmp_path).api.socket == "/run/greenai/agent.sock"
+
+
+@needs_helm
+def test_local_socket_in_another_node_directory_keeps_the_other_api_keys(tmp_path: Path) -> None:
+    docs = render("--set", "localSocket.hostPath=/var/run/greenai-agent",
+                  "--set", "config.api.allow_annotate=true")  # fmt: skip
+    volume = _by_name(_pod(docs)["volumes"])["socket"]
+    mount = _by_name(_container(docs)["volumeMounts"])["socket"]
+    assert volume["hostPath"]["path"] == mount["mountPath"] == "/var/run/greenai-agent"
+    api = _agent_config(docs, tmp_path).api
+    assert api.socket == "/var/run/greenai-agent/agent.sock"
+    assert api.allow_annotate is True
+
+
+@needs_helm
+def test_local_socket_off_renders_no_mount_and_an_empty_socket(tmp_path: Path) -> None:
+    docs = render("--set", "localSocket.enabled=false")
+    assert "socket" not in _by_name(_pod(docs)["volumes"])
+    assert "socket" not in _by_name(_container(docs)["volumeMounts"])
+    assert "/run/greenai" not in yaml.safe_dump(one(docs, "DaemonSet"))
+    assert 'socket: ""' in one(docs, "ConfigMap")["data"]["agent.yaml"]
+    assert _agent_config(docs, tmp_path).api.socket == ""
+
+
+@needs_helm
+@pytest.mark.parametrize("taken", ["/var/lib/greenai", "/host/proc", "/tmp", "/etc/greenai"])
+def test_local_socket_directory_may_not_be_another_mount(taken: str) -> None:
+    result = helm("template", "greenai", str(CHART), "--set", f"localSocket.hostPath={taken}", check=False)
+    assert result.returncode != 0, result.stdout
+    assert f"localSocket.hostPath {taken} is already mounted" in result.stderr
+
+
+@needs_helm
+@pytest.mark.parametrize("enabled", [True, False])
+def test_notes_tell_workloads_how_to_reach_the_socket(enabled: bool) -> None:
+    args = [
+        "--set",
+        f"localSocket.enabled={str(enabled).lower()}",
+        "--set",
+        "localSocket.hostPath=/srv/greenai",
+    ]
+    out = helm("install", "greenai", str(CHART), "--dry-run", "--namespace", "monitoring", *args).stdout
+    notes = out[out.index("NOTES:") :]
+    assert ("path: /srv/greenai" in notes) is enabled
+    assert ("value: /run/greenai/agent.sock" in notes) is enabled
+    assert ("local socket is off" in notes) is not enabled

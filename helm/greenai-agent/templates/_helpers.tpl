@@ -94,6 +94,24 @@ The password itself never goes in: only the path of the file the Secret is mount
 {{- end }}
 
 {{/*
+api.socket of the agent's config: agent.sock in the node's localSocket.hostPath, which the agent's
+container mounts at the same path; "" (no socket) with localSocket off. Fails on a hostPath that is
+already another mount's path in the container, which Kubernetes would refuse less clearly.
+*/}}
+{{- define "greenai-agent.socketPath" -}}
+{{- $s := .Values.localSocket }}
+{{- if $s.enabled }}
+{{- $m := .Values.hostMounts }}
+{{- range $taken := list $.Values.ledger.hostPath $m.procfs $m.sysfs "/tmp" (include "greenai-agent.configDir" $) }}
+{{- if eq (clean $s.hostPath) (clean $taken) }}
+{{- fail (printf "localSocket.hostPath %s is already mounted in the agent's container: choose another directory" $s.hostPath) }}
+{{- end }}
+{{- end }}
+{{- printf "%s/agent.sock" (clean $s.hostPath) }}
+{{- end }}
+{{- end }}
+
+{{/*
 The agent's YAML config: .Values.config with the keys the pod's layout decides set by the chart.
 */}}
 {{- define "greenai-agent.config" -}}
@@ -104,6 +122,7 @@ The agent's YAML config: .Values.config with the keys the pod's layout decides s
   "ledger" (dict "path" (printf "%s/%s" .Values.ledger.hostPath .Values.ledger.fileName))
   "slurm" (dict "scontrol" "" "environ_fallback" "false")
   "collectors" (dict "bmc" (include "greenai-agent.bmcConfig" . | fromYaml))
+  "api" (dict "socket" (include "greenai-agent.socketPath" .))
 }}
 {{- if .Values.podLookup.enabled }}
 {{- $sa := include "greenai-agent.saDir" . }}
