@@ -95,3 +95,17 @@ def test_a_window_ended_at_once_has_no_energy_and_says_so(agent: Path) -> None:
     assert window.owner["kind"] == "process"
     assert window.shares is None or set(window.shares) == {"measured", "estimated"}
     assert window.energy_j["total"] >= 0
+
+
+def test_the_notebook_magic_prints_the_cells_energy(agent: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "agent.notebook")
+    shell.run_cell_magic("greenai", str(agent), BURN.replace("1.0", "0.3") + "\nburnt = True")
+    assert shell.user_ns["burnt"] is True  # the cell ran in the notebook's namespace
+    err = capsys.readouterr().err
+    assert "greenai: `the cell` ran" in err and "process tree" in err, err
+    shell.run_cell_magic("greenai", str(agent.parent / "nothing.sock"), "ran_anyway = 1")
+    assert shell.user_ns["ran_anyway"] == 1
+    assert "no energy figure for this cell" in capsys.readouterr().err
