@@ -26,7 +26,8 @@ real_slurm = pytest.mark.skipif(
     bool(missing_binaries()) or os.geteuid() != 0,
     reason=f"needs root and Slurm (missing: {', '.join(missing_binaries()) or 'none'})",
 )
-NOBODY = 65534
+NOBODY, DAEMON = 65534, 1
+"""The two unprivileged users the jobs run as."""
 INTERVAL_S = 0.25
 
 # A job's side: begin a window, burn or sleep, end it, write what the agent said; then ask for a job.
@@ -120,21 +121,23 @@ class JobEnergy:
         raise AssertionError(f"no scrape of job {job} around {t}")
 
 
-def _job_dir(cluster: SlurmCluster) -> Path:
+def _job_dir(cluster: SlurmCluster, uid: int) -> Path:
     path = cluster.workdir / "jobs" / f"win-{os.urandom(4).hex()}"
     path.mkdir(parents=True)
-    os.chown(path, NOBODY, NOBODY)
+    os.chown(path, uid, uid)
     script = path / "job.py"
     script.write_text(JOB_SCRIPT)
     script.chmod(0o755)
     return path
 
 
-def _run(cluster: SlurmCluster, sock: Path, mode: str, seconds: float, other: str) -> tuple[str, Path]:
-    d = _job_dir(cluster)
+def _run(
+    cluster: SlurmCluster, sock: Path, mode: str, seconds: float, other: str, uid: int
+) -> tuple[str, Path]:
+    d = _job_dir(cluster, uid)
     out = d / "answers.json"
     job = cluster.submit(
-        wrap=f"exec {d / 'job.py'} {sock} {out} {mode} {seconds} {other}", uid=NOBODY, output=d / "job.out"
+        wrap=f"exec {d / 'job.py'} {sock} {out} {mode} {seconds} {other}", uid=uid, output=d / "job.out"
     )
     return job.job_id, out
 
@@ -153,16 +156,16 @@ def test_windows_of_two_jobs_hold_their_own_energy_and_nothing_else(
     process, sock = agent
     scraped = JobEnergy(process)
     try:
-        busy_id, busy_out = _run(slurm_cluster, sock, "busy", 4.0, "1")
-        idle_id, idle_out = _run(slurm_cluster, sock, "sleep", 4.0, busy_id)
+        busy_id, busy_out = _run(slurm_cluster, sock, "busy", 4.0, "1", DAEMON)
+        idle_id, idle_out = _run(slurm_cluster, sock, "sleep", 4.0, busy_id, NOBODY)
         busy = _answers(slurm_cluster, busy_id, busy_out)
         idle = _answers(slurm_cluster, idle_id, idle_out)
     finally:
         scraped.stop()
-    for job_id, answers in ((busy_id, busy), (idle_id, idle)):
+    for job_id, answers, uid in ((busy_id, busy, DAEMON), (idle_id, idle, NOBODY)):
         assert answers["self"][0] == 200
         assert answers["self"][1]["owner"] == {
-            "kind": "job", "job": f"slurm:{job_id}", "pid": answers["self"][1]["owner"]["pid"], "uid": NOBODY
+            "kind": "job", "job": f"slurm:{job_id}", "pid": answers["self"][1]["owner"]["pid"], "uid": uid
         }  # fmt: skip
         assert answers["begin"][0] == 201
         status, window = answers["end"]
@@ -173,6 +176,6 @@ def test_windows_of_two_jobs_hold_their_own_energy_and_nothing_else(
         assert window["duration_s"] == pytest.approx(4.0, abs=0.5)
     # The sleeping job's window saw none of the burner next to it.
     assert idle["end"][1]["energy_j"]["total"] < 0.5 * busy["end"][1]["energy_j"]["total"]
-    # A job reads its own record over the socket, and not another user's.
+    # A job reads its own record over the socket, and not another user's (nobody asking for daemon's).
     assert busy["own"][0] == 200 and busy["own"][1]["job_id"].endswith(busy_id)
     assert idle["other"][0] == 403, idle["other"]
