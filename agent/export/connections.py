@@ -155,6 +155,8 @@ class Connections:
             except OSError as e:  # out of file descriptors, or the peer gave up in the backlog
                 log.warning("cannot accept a connection: %s", e)
                 return
+            if not isinstance(address, tuple):  # a Unix socket's peer has no address: name it
+                address = ("local", 0)
             with self._open_lock:
                 full = self._open >= self._limits.max_connections
                 if not full:

@@ -19,11 +19,11 @@ docs/in-code.md documents the API.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import socket
-import stat
 import struct
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -247,6 +247,17 @@ def window_name(body: bytes) -> str:
     return name
 
 
+def _answers(path: Path) -> bool:
+    """Whether something accepts connections on the Unix socket at `path`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+        return True
+
+
 class LocalServer:
     """The local socket's server: one reader thread and a few workers (agent.export.connections)."""
 
@@ -256,8 +267,10 @@ class LocalServer:
         self.api = api
         self.path = path
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        if path.is_socket() or (path.exists() and stat.S_ISSOCK(path.lstat().st_mode)):
-            path.unlink()
+        if path.is_socket():
+            if _answers(path):  # another agent serves it: never take its socket away
+                raise OSError(errno.EADDRINUSE, "another process serves this socket")
+            path.unlink()  # left by an agent that stopped without removing it
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o111)  # the socket file is made 0666: any local user may connect
         try:

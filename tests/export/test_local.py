@@ -3,11 +3,15 @@ name must be, and how a window's figures are put (agent.export.local)."""
 
 from __future__ import annotations
 
+import errno
+import socket
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.export.local import Caller, Request, SelfApi, answer, window_name
+from agent.export.local import Caller, LocalServer, Request, SelfApi, answer, window_name
 from agent.live.windows import WindowBook, WindowError
 from collectors.workloads import JobKey
 from tests.support.clock import FakeClock
@@ -68,3 +72,23 @@ def test_routes_answer_with_the_status_the_contract_gives() -> None:
     assert answer(a, me, Request("POST", "/api/v1/self/windows/w%201/end", b""))[0] == 404
     assert answer(a, me, Request("PUT", "/api/v1/self", b""))[0] == 405
     assert answer(a, me, Request("GET", "/metrics", b""))[0] == 404
+
+
+def test_a_live_socket_is_never_taken_over_and_a_stale_one_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "agent.sock"
+    first = LocalServer(path, api())
+    first.start()
+    try:
+        with pytest.raises(OSError) as taken:
+            LocalServer(path, api())
+        assert taken.value.errno == errno.EADDRINUSE
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o755
+    finally:
+        first.stop()
+    assert not path.exists()
+    with socket.socket(socket.AF_UNIX) as stale:  # a socket file nobody listens on, as after a crash
+        stale.bind(str(path))
+    second = LocalServer(path, api())
+    second.start()
+    second.stop()
