@@ -3,7 +3,8 @@
 
 - a window's begin/end round trip over the local socket, against a real `greenai agent` (estimate
   mode): the caller's wall time per round trip (agent.client.Monitor) and the agent's CPU time per
-  round trip (psutil on the agent's process, less its CPU over as long without requests);
+  round trip (psutil on the agent's process, less its CPU over as long without requests; the median
+  of 5 batches);
 - the sampling cost of 1,000 open windows: the accountant's interval with 1,000 windows open over
   100 jobs (10 each), against the same interval with none, in this process on generated cgroups.
 
@@ -38,10 +39,12 @@ from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.processes import AgentProcess, wait_for  # noqa: E402
 from tests.support.procfs import FakeProcfs  # noqa: E402
 
-ROUND_TRIP_WALL_MS_FLOOR = 2.0
-ROUND_TRIP_AGENT_CPU_MS_FLOOR = 0.5
-OPEN_WINDOWS_EXTRA_MS_FLOOR = 1.0
+FLOORS = {"caller_wall_ms": 2.0, "agent_cpu_ms": 0.5, "open_windows_extra_ms": 1.0}
+"""Per round trip: the caller's median wall time, the agent's CPU; per sample: 1,000 windows' cost."""
 JOBS = 100
+BATCHES = 5
+"""Round trips are measured in batches, each against an equal stretch without requests (the agent
+samples meanwhile); the median batch is the figure, so that a burst of other load does not decide it."""
 WINDOWS = 1000
 
 
@@ -60,23 +63,27 @@ def round_trips(count: int) -> dict[str, float]:
             for i in range(20):  # warm up: connections, imports, the first window of the owner
                 monitor.begin_window(f"warm-{i}")
                 monitor.end_window(f"warm-{i}")
-            idle_started, idle_cpu = time.monotonic(), sum(proc.cpu_times()[:2])
-            time.sleep(2.0)
-            idle_rate = (sum(proc.cpu_times()[:2]) - idle_cpu) / (time.monotonic() - idle_started)
-            walls = []
-            started, cpu0 = time.monotonic(), sum(proc.cpu_times()[:2])
-            for i in range(count):
-                t = time.perf_counter()
-                monitor.begin_window(f"w-{i}")
-                monitor.end_window(f"w-{i}")
-                walls.append(time.perf_counter() - t)
-            elapsed, cpu = time.monotonic() - started, sum(proc.cpu_times()[:2]) - cpu0
+            walls: list[float] = []
+            costs: list[float] = []
+            for batch in range(BATCHES):  # each batch of round trips against as long a stretch without
+                started, cpu0 = time.monotonic(), sum(proc.cpu_times()[:2])
+                for i in range(count):
+                    t = time.perf_counter()
+                    monitor.begin_window(f"w-{batch}-{i}")
+                    monitor.end_window(f"w-{batch}-{i}")
+                    walls.append(time.perf_counter() - t)
+                elapsed, busy = time.monotonic() - started, sum(proc.cpu_times()[:2]) - cpu0
+                idle0 = sum(proc.cpu_times()[:2])
+                time.sleep(elapsed)
+                idle = sum(proc.cpu_times()[:2]) - idle0
+                costs.append(max(0.0, busy - idle) / count)
             agent.stop()
     return {
-        "round_trips": count,
+        "round_trips": count * BATCHES,
         "caller_wall_ms_median": statistics.median(walls) * 1000,
         "caller_wall_ms_p90": statistics.quantiles(walls, n=10)[-1] * 1000,
-        "agent_cpu_ms_per_round_trip": max(0.0, cpu - idle_rate * elapsed) * 1000 / count,
+        "agent_cpu_ms_per_round_trip": statistics.median(costs) * 1000,
+        "agent_cpu_ms_per_batch": [c * 1000 for c in costs],
     }
 
 
@@ -129,27 +136,21 @@ def open_windows_cost(samples: int) -> dict[str, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--round-trips", type=int, default=500)
+    parser.add_argument("--round-trips", type=int, default=400, help="per batch (default 400)")
     parser.add_argument("--samples", type=int, default=200)
     args = parser.parse_args()
-    trips = round_trips(args.round_trips)
-    windows = open_windows_cost(args.samples)
-    checks = {
-        "caller_wall_ms": trips["caller_wall_ms_median"] <= ROUND_TRIP_WALL_MS_FLOOR,
-        "agent_cpu_ms": trips["agent_cpu_ms_per_round_trip"] <= ROUND_TRIP_AGENT_CPU_MS_FLOOR,
-        "open_windows_extra_ms": windows["open_windows_extra_ms_per_sample"] <= OPEN_WINDOWS_EXTRA_MS_FLOOR,
+    figures: dict[str, object] = {
+        "round_trip": round_trips(args.round_trips),
+        "open_windows": open_windows_cost(args.samples),
     }
-    figures = {
-        "round_trip": trips,
-        "open_windows": windows,
-        "floors": {
-            "caller_wall_ms": ROUND_TRIP_WALL_MS_FLOOR,
-            "agent_cpu_ms": ROUND_TRIP_AGENT_CPU_MS_FLOOR,
-            "open_windows_extra_ms": OPEN_WINDOWS_EXTRA_MS_FLOOR,
-        },
-        "checks": checks,
-        "meets_floors": all(checks.values()),
+    measured = {
+        "caller_wall_ms": figures["round_trip"]["caller_wall_ms_median"],  # type: ignore[index]
+        "agent_cpu_ms": figures["round_trip"]["agent_cpu_ms_per_round_trip"],  # type: ignore[index]
+        "open_windows_extra_ms": figures["open_windows"]["open_windows_extra_ms_per_sample"],  # type: ignore[index]
     }
+    figures["floors"] = FLOORS
+    figures["checks"] = {name: measured[name] <= floor for name, floor in FLOORS.items()}
+    figures["meets_floors"] = all(figures["checks"].values())  # type: ignore[attr-defined]
     print(json.dumps(figures, indent=2))
     return 0 if figures["meets_floors"] else 1
 

@@ -174,6 +174,8 @@ class Connections:
             self._selector.register(sock, selectors.EVENT_READ)
             if handshaking:
                 self._handshake(pending)
+            elif self._limits.workers == 0:  # a local caller has usually sent its request already
+                self._receive(pending)
 
     def _refuse(self, sock: socket.socket, address: tuple[str, int]) -> None:
         log.debug("%s: refused, %d connections open", address[0], self._limits.max_connections)
@@ -306,8 +308,7 @@ class Connections:
         try:
             if self._stopping.is_set():
                 return
-            sock.setblocking(True)
-            sock.settimeout(self._limits.write_seconds)
+            sock.settimeout(self._limits.write_seconds)  # blocking, within a time limit
             self._answer(sock, address, request)
         except (ConnectionError, TimeoutError) as e:
             log.debug("%s: client went away: %s", address[0], e)
