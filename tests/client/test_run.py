@@ -177,24 +177,23 @@ def test_a_run_shorter_than_an_interval_gets_no_figure_and_says_why() -> None:
     from agent.commands.run import statement
 
     owner = {"kind": "process", "job": None, "pid": 7, "uid": 0}
-    window = Window.from_json(
-        {
-            "name": "x",
-            "owner": owner,
-            "begin": 10.0,
-            "end": 10.3,
-            "duration_s": 0.3,
-            "energy_j": {"cpu": 0.0, "dram": 0.0, "gpu": 0.0, "total": 0.0},
-            "kwh": 0.0,
-            "co2e_g": None,
-            "sources": {},
-            "shares": None,
-            "node_unattributed_share": None,
-            "gpu_shares": {},
-            "interval_seconds": 1.0,
-            "interpolated_s": 0.3,
-            "note": "",
-        }  # fmt: skip
-    )
+    answer = {
+        "name": "x",
+        "owner": owner,
+        "begin": 10.0,
+        "end": 10.3,
+        "duration_s": 0.3,
+        "energy_j": {"cpu": 0.0, "dram": 0.0, "gpu": 0.0, "total": 0.0},
+        "kwh": 0.0,
+        "co2e_g": None,
+        "sources": {},
+        "shares": None,
+        "node_unattributed_share": None,
+        "gpu_shares": {},
+        "interval_seconds": 1.0,
+        "interpolated_s": 0.3,
+        "note": "",
+    }
+    window = Window.from_json(answer)
     text = statement(window, "true")
     assert "no energy figure for so short a span" in text and "0 Wh" not in text, text
