@@ -225,6 +225,7 @@ def _local_server(config: Config, jobs: JobAccounting) -> LocalServer | None:
         config.node_name,
         jobs.carbon,
         LedgerApi(jobs.ledger, jobs.carbon, config.api.redact),
+        ProcessTrees(config.host.procfs),
     )
     try:
         local = LocalServer(Path(config.api.socket), api)

@@ -151,10 +151,9 @@ def statement(window: Window, shown: str) -> str:
     """One paragraph: what ran, whose energy, how much in readable units, CO2e and where it comes from."""
     if window.energy_j.get("total", 0.0) <= 0 and window.interpolated_s >= window.duration_s:
         return (
-            f"greenai: `{shown}` ran {_duration_text(window.duration_s)}, within one of the agent's "
-            f"{sig(window.interval_seconds)} s sampling intervals and before any of it closed: the agent "
-            "has no energy figure for so short a span (a shorter interval_seconds, or a longer run, "
-            "gives one)."
+            f"greenai: `{shown}` ran {_duration_text(window.duration_s)} and ended before the agent, "
+            f"sampling every {sig(window.interval_seconds)} s, had attributed any of it: no energy "
+            "figure for so short a span (a shorter interval_seconds, or a longer run, gives one)."
         )
     kinds = kinds_sentence(tally((s, j / JOULES_PER_KWH) for s, j in window.sources.items()))
     edges = (

@@ -37,7 +37,7 @@ from agent.export.server import MAX_JSON_DEPTH, json_depth
 from agent.ledger.provenance import ESTIMATED, MEASURED, kind_of
 from agent.live.windows import WindowBook, WindowError, WindowResult
 from agent.units import JOULES_PER_KWH, hour_of, json_text
-from collectors.jobs.trees import PROCESS
+from collectors.jobs.trees import PROCESS, ProcessTrees
 from collectors.workloads import JobKey
 
 log = logging.getLogger("greenai.export")
@@ -89,8 +89,11 @@ class SelfApi:
         node: str,
         carbon: CarbonModel | None = None,
         records: JobRecords | None = None,
+        trees: ProcessTrees | None = None,
     ) -> None:
+        """`trees` reads a caller's process tree when its first window begins (callers in no job)."""
         self._windows = windows
+        self._trees = trees
         self._job_for_pid = job_for_pid
         self._interval = interval_seconds
         self._node = node
@@ -105,7 +108,11 @@ class SelfApi:
         return {"owner": caller.as_dict(), "interval_seconds": self._interval}
 
     def begin(self, caller: Caller, name: str) -> dict[str, Any]:
-        begin = self._windows.begin(caller.owner, name)
+        baseline = None
+        fresh = caller.owner.scheduler == PROCESS and not self._windows.followed(caller.owner)
+        if fresh and self._trees is not None:  # counted from now, not from the next scan
+            baseline = self._trees.usage(frozenset({caller.pid})).get(caller.owner)
+        begin = self._windows.begin(caller.owner, name, baseline)
         return {"name": name, "begin": begin, "owner": caller.as_dict()}
 
     def open_windows(self, caller: Caller) -> dict[str, Any]:

@@ -249,6 +249,12 @@ class Accountant:
             for key, usage in scan.jobs.items()
             if key in previous.jobs  # a job's first counters are its baseline
         }
+        for key, usage in scan.jobs.items():  # a process tree read when its first window began
+            if key.scheduler == PROCESS and key not in previous.jobs and self._windows is not None:
+                start = self._windows.baseline(key)
+                if start is not None:
+                    cpu_s = counter_delta(start.cpu_ns, usage.cpu_ns, None) / 1e9
+                    jobs[key] = JobInterval(cpu_s, usage.memory_bytes, usage.cpus_allocated)
         return Interval(sample.interval_j, node, jobs, dict(self._idle_w), self._gpu_intervals())
 
     def _gpu_intervals(self) -> dict[str, GpuInterval]:

@@ -23,7 +23,7 @@ from typing import TypeVar
 from agent.live.snapshot import Key
 from collectors.base import NOT_IN_TOTAL, is_outage
 from collectors.jobs.trees import PROCESS
-from collectors.workloads import JobKey
+from collectors.workloads import JobKey, JobUsage
 
 MAX_OPEN_PER_OWNER = 64
 """Windows one job may hold open at once; more are refused (HTTP 429)."""
@@ -91,6 +91,9 @@ class _Follow:
 class _Window:
     name: str
     begin: float
+    whole_first: bool = False
+    """The owner is followed from this window's begin (a process tree whose usage was read then): the
+    first interval's share is all inside the window, not prorated by time."""
     start: _Totals | None = None
     """The job's totals at `begin`, once the interval holding `begin` has closed."""
     first_sample: float | None = None
@@ -157,11 +160,13 @@ class WindowBook:
     _windows: dict[JobKey, dict[str, _Window]] = field(default_factory=dict)
     _follow: dict[JobKey, _Follow] = field(default_factory=dict)
     _last_close: float | None = None
+    _baselines: dict[JobKey, JobUsage] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def begin(self, job: JobKey, name: str) -> float:
+    def begin(self, job: JobKey, name: str, baseline: JobUsage | None = None) -> float:
         """Open window `name` of `job` now; returns its begin time (wall clock). WindowError 409 when
-        one of that name is open, 429 beyond `max_open`."""
+        one of that name is open, 429 beyond `max_open`. `baseline`: the owner's usage read now, for an
+        owner no scan has seen yet (a process tree): its first interval then counts from here."""
         now = self.wall_clock()
         with self._lock:
             windows = self._windows.setdefault(job, {})
@@ -170,11 +175,26 @@ class WindowBook:
             if len(windows) >= self.max_open:
                 raise WindowError(429, f"{len(windows)} windows are open for this job, the most allowed")
             follow = self._follow.get(job)
+            whole = False
             if follow is None:  # followed from the last interval's end: the one running now is coming
                 follow = self._follow[job] = _Follow(min(now, self._last_close or now))
-            window = windows[name] = _Window(name, now)
+                if baseline is not None:
+                    self._baselines[job] = baseline
+                    whole = True
+            window = windows[name] = _Window(name, now, whole)
             follow.pending.append(window)
             return now
+
+    def followed(self, job: JobKey) -> bool:
+        """Whether `job` holds a window now (its totals are being followed)."""
+        with self._lock:
+            return job in self._follow
+
+    def baseline(self, job: JobKey) -> JobUsage | None:
+        """The usage read when `job` began its first window, once (for the accountant's first interval
+        of an owner no scan had seen)."""
+        with self._lock:
+            return self._baselines.pop(job, None)
 
     def end(self, job: JobKey, name: str) -> WindowResult:
         """Close window `name` of `job` now and measure it; WindowError 404 when no such one is open."""
@@ -274,6 +294,6 @@ class WindowBook:
         follow.step = _Totals(t, energy, gpu, node, node_it, left)
         follow.step_s, follow.t = t - follow.t, t
         for window in follow.pending:  # the interval holding their begin closed: their start is known
-            window.start = follow.at(window.begin)
+            window.start = _Totals(window.begin) if window.whole_first else follow.at(window.begin)
             window.first_sample = t
         follow.pending = []

@@ -89,3 +89,20 @@ def test_nested_and_overlapping_windows_each_see_their_own_span() -> None:
     outer = book.end(A, "outer")
     assert inner.total_j == pytest.approx(20.0)
     assert outer.total_j == pytest.approx(10.0 + 20.0 + 40.0)
+
+
+def test_a_process_tree_read_at_its_begin_counts_its_whole_first_interval() -> None:
+    from collectors.workloads import JobInfo, JobUsage
+
+    clock = FakeClock(0.0)
+    book = WindowBook(clock)
+    tree = JobKey("process", "4242")
+    close(book, clock, 0.0)  # t=1: the tree is in no scan yet
+    clock.advance(0.5)
+    book.begin(tree, "w", baseline=JobUsage(tree, JobInfo(), 10**9, 0))  # read at t=1.5
+    assert book.baseline(tree) is not None and book.baseline(tree) is None  # handed over once
+    clock.advance(0.5)
+    # The accountant's first interval of the tree counts from the baseline: all of it is inside.
+    book.close_interval(clock(), {tree: {CPU: 30.0}}, {CPU: 100.0}, {}, lambda job: True)
+    r = book.end(tree, "w")
+    assert r.total_j == pytest.approx(30.0)
