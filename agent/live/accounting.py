@@ -162,6 +162,7 @@ class Accountant:
         self._trees = trees
         self._tree_pids: dict[int, JobKey] = {}
         """pid -> the process tree with a window that it belongs to, as of the last scan."""
+        self._tree_owners: frozenset[JobKey] = frozenset()
         self.snapshot = JobsSnapshot()
 
     def account(self, sample: Snapshot) -> JobsSnapshot:
@@ -205,7 +206,7 @@ class Accountant:
         """`scan` plus the process trees that hold windows and are in no job, as workloads of their own."""
         roots = self._windows.process_roots() if self._windows is not None else frozenset()
         if self._trees is None or not roots:
-            self._tree_pids = {}
+            self._tree_pids, self._tree_owners = {}, frozenset()
             return scan
         trees = {
             key: usage
@@ -213,6 +214,7 @@ class Accountant:
             if self._discovery.job_for_pid(int(key.job_id)) is None
         }
         self._tree_pids = {pid: key for key, usage in trees.items() for pid in usage.pids}
+        self._tree_owners = frozenset(trees)
         return replace(scan, jobs={**scan.jobs, **trees}) if trees else scan
 
     def _running(self, scan: UsageScan | None) -> Callable[[JobKey], bool]:
@@ -249,8 +251,10 @@ class Accountant:
             for key, usage in scan.jobs.items()
             if key in previous.jobs  # a job's first counters are its baseline
         }
-        for key, usage in scan.jobs.items():  # a process tree read when its first window began
-            if key.scheduler == PROCESS and key not in previous.jobs and self._windows is not None:
+        trees = (key for key in self._tree_owners if key in scan.jobs and key not in previous.jobs)
+        for key in trees:  # a process tree read when its first window began
+            usage = scan.jobs[key]
+            if self._windows is not None:
                 start = self._windows.baseline(key)
                 if start is not None:
                     cpu_s = counter_delta(start.cpu_ns, usage.cpu_ns, None) / 1e9

@@ -206,9 +206,8 @@ class WindowBook:
             follow = self._follow[job]
             if window in follow.pending:
                 follow.pending.remove(window)
-            if not self._windows[job]:
-                del self._windows[job]
-                del self._follow[job]
+            if not self._windows[job]:  # still followed until the next interval closes: a window that
+                del self._windows[job]  # begins meanwhile goes on from the same totals
             start = window.start if window.start is not None else follow.at(window.begin)
             stop = follow.at(now)
         if window.first_sample is None:
@@ -251,6 +250,9 @@ class WindowBook:
         run are forgotten."""
         with self._lock:
             self._last_close = t
+            for job in [j for j in self._follow if j not in self._windows]:  # no window since the last
+                del self._follow[job]
+                self._baselines.pop(job, None)
             if not self._windows:
                 return
             node_gpu: dict[str, float] = {}
@@ -263,6 +265,7 @@ class WindowBook:
                 if not running(job):
                     del self._windows[job]
                     del self._follow[job]
+                    self._baselines.pop(job, None)
                     continue
                 self._add(job, t, shares.get(job, {}), node_gpu, node_it, left)
 
