@@ -220,7 +220,7 @@ def _local_server(config: Config, jobs: JobAccounting) -> LocalServer | None:
         return None
     api = SelfApi(
         jobs.windows,
-        jobs.accountant.job_for_pid,
+        jobs.discovery.job_for_pid,
         config.interval_seconds,
         config.node_name,
         jobs.carbon,

@@ -36,6 +36,8 @@ Meters that contain counted components, shown as detail and never added again:
 """
 NOT_IN_TOTAL = frozenset({"platform", "node", "grace"})
 """Components that overlap others, so a total would count them twice."""
+GPU_COMPONENTS = frozenset({"gpu", "module"})
+"""Components of a GPU device: a GPU board, or a superchip module around one."""
 CONTAINS: Mapping[str, str] = {
     "platform": "it includes cpu and dram",
     "node": "the wall meter, which includes every other component",

@@ -132,7 +132,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ApiHandler(BaseHTTPRequestHandler):
+class _Handler(BaseHTTPRequestHandler):
     """Answers one request that the connection reader has read whole: `request` is (socket, bytes)."""
 
     server: MetricsServer  # type: ignore[assignment]
@@ -295,7 +295,7 @@ class MetricsServer:
         self._connections = Connections(self._listener, self._answer, limits, tls)
 
     def _answer(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
-        ApiHandler((sock, request), address, self)  # type: ignore[arg-type]
+        _Handler((sock, request), address, self)  # type: ignore[arg-type]
 
     @property
     def port(self) -> int:

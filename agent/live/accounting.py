@@ -27,14 +27,11 @@ from agent.live.attribution import (
 from agent.live.snapshot import JobSeries, JobsSnapshot, Snapshot
 from agent.live.windows import WindowBook
 from agent.live.work import WorkClassifier
-from collectors.base import Device, counter_delta, is_outage
+from collectors.base import GPU_COMPONENTS, Device, counter_delta, is_outage
 from collectors.jobs.trees import PROCESS
 from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, JobUsage, UsageScan
 
 log = logging.getLogger("greenai.accounting")
-
-GPU_COMPONENTS = frozenset({"gpu", "module"})
-"""Components of a GPU device: a GPU board, or a superchip module around one."""
 
 
 class Discovery(Protocol):
@@ -226,10 +223,6 @@ class Accountant:
             return scan is None or key in scan.jobs
 
         return running
-
-    def job_for_pid(self, pid: int) -> JobKey | None:
-        """The job a process belongs to, as attribution sees it (discovery's answer)."""
-        return self._discovery.job_for_pid(pid)
 
     def _track_idle(self, sample: Snapshot) -> None:
         """A measured CPU counter's idle power is the lowest mean power seen on it so far."""

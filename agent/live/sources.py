@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from agent.config.settings import Config
+from agent.live.accounting import GpuUsageSource
 from collectors.amdsmi.collector import AmdSmiCollector
 from collectors.base import Clock, Collector, Device, Probe, Status
 from collectors.bmc import BmcCollector
@@ -180,18 +180,10 @@ def devices(sources: Sequence[Source]) -> tuple[Device, ...]:
     return tuple(d for s in sources if s.active for d in s.probe.devices)
 
 
-class GpuReader(Protocol):
-    """A collector that also lists the processes on its GPUs (nvml, amdsmi, hwmon)."""
-
-    usage_errors: tuple[str, ...]
-
-    def gpu_usage(self) -> tuple[GpuUsage, ...]: ...
-
-
 class GpuUsages:
     """The processes on every GPU of the node, from each collector that lists them, as one source."""
 
-    def __init__(self, readers: Sequence[GpuReader]) -> None:
+    def __init__(self, readers: Sequence[GpuUsageSource]) -> None:
         self._readers = tuple(readers)
         self.usage_errors: tuple[str, ...] = ()
 

@@ -21,13 +21,12 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from agent.live.snapshot import Key
-from collectors.base import NOT_IN_TOTAL, is_outage
+from collectors.base import GPU_COMPONENTS, NOT_IN_TOTAL, is_outage
 from collectors.jobs.trees import PROCESS
 from collectors.workloads import JobKey, JobUsage
 
 MAX_OPEN_PER_OWNER = 64
 """Windows one job may hold open at once; more are refused (HTTP 429)."""
-GPU_COMPONENTS = ("gpu", "module")
 
 K = TypeVar("K")
 

@@ -31,7 +31,7 @@ class _Proc:
     rechecked: bool = False
 
 
-def _stat_fields(data: bytes) -> list[bytes]:
+def stat_fields(data: bytes) -> list[bytes]:
     """The fields of /proc/<pid>/stat after the command name (field 3, state, is index 0)."""
     return data[data.rindex(b")") + 2 :].split()
 
@@ -60,7 +60,7 @@ class EnvironJobs:
     def proc_stat(self, pid: int) -> tuple[int, int, int] | None:
         """(start time, utime + stime, rss pages) of a process in clock ticks; None when it is gone."""
         try:
-            fields = _stat_fields(read_small(f"{self._procfs}/{pid}/stat"))
+            fields = stat_fields(read_small(f"{self._procfs}/{pid}/stat"))
             return int(fields[19]), int(fields[11]) + int(fields[12]), int(fields[21])
         except (OSError, ValueError, IndexError):
             return None

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from collectors.base import Clock
-from collectors.jobs.procjobs import NS_PER_S
+from collectors.jobs.procjobs import NS_PER_S, stat_fields
 from collectors.smallfiles import read_small
 from collectors.workloads import JobInfo, JobKey, JobUsage
 
@@ -29,7 +29,7 @@ def _stat(procfs: str, entry: str) -> tuple[int, int, int] | None:
         data = read_small(f"{procfs}/{entry}/stat")
     except OSError:
         return None
-    fields = data[data.rindex(b")") + 2 :].split()
+    fields = stat_fields(data)
     try:
         ticks = sum(int(f) for f in fields[11:15])
         return int(fields[1]), ticks, int(fields[21])
