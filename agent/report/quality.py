@@ -31,7 +31,7 @@ from agent.units import HOUR_SECONDS
 PUE_DEFINITION = (
     "PUE is the facility's total energy divided by the energy of its IT equipment (ISO/IEC 30134-2, "
     "The Green Grid), so facility energy = IT energy x PUE. On a node whose wall power is read, its IT "
-    "energy is the wall figure (the counted CPU, DRAM, GPU and module energy plus `other`, what the "
+    "energy is the wall figure (the counted CPU, DRAM, GPU and module energy plus 'other', what the "
     "wall meter saw beyond them: fans, power-supply losses, NICs, disks); elsewhere it is the counted "
     "components alone, and the PUE in use should be one worked out for the same boundary."
 )
@@ -91,7 +91,7 @@ def method(data: YearData, model: CarbonModel, hourly: Mapping[str, Any], energy
     shares = energy.shares()
     return {
         "boundary": "IT energy of the nodes' CPU packages, DRAM, GPUs and superchip modules, and, on "
-        "nodes whose wall power is read, the rest of the wall figure (`other`); meters that contain "
+        "nodes whose wall power is read, the rest of the wall figure ('other'); meters that contain "
         "those (platform, wall, Grace sensors) are not added again. Attributed to jobs per hour, plus the "
         "nodes' unattributed energy; facility energy = IT x PUE; Scope 2 location- and market-based; "
         "embodied emissions (SCI's M) apart.",
