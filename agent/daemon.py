@@ -25,7 +25,7 @@ from agent.config.settings import Config
 from agent.export.api import LedgerApi
 from agent.export.job_metrics import JobFamilies
 from agent.export.local import LocalServer, SelfApi
-from agent.export.registry import make_registry
+from agent.export.registry import make_exposition
 from agent.export.server import MetricsServer
 from agent.ledger.schema import LedgerError
 from agent.ledger.writer import Ledger
@@ -185,10 +185,10 @@ def _serve(
     host, port = config.listen_address
     statuses = {s.name: s.probe.status for s in sources}
     families = JobFamilies(config.jobs.labels, jobs.ledger, config.api.redact)
-    registry = make_registry(lambda: published[0], config.node_name, statuses, families)
+    metrics = make_exposition(lambda: published[0], config.node_name, statuses, families)
     api = LedgerApi(jobs.ledger, jobs.carbon, config.api.redact)
     try:
-        server = MetricsServer(host, port, registry, api, config.api.allow_annotate, config.web.loaded)
+        server = MetricsServer(host, port, metrics, api, config.api.allow_annotate, config.web.loaded)
     except OSError as e:
         raise ConfigError(
             f"listen {config.listen}: {e.strerror or e}; choose another address with --listen or `listen:`"

@@ -111,6 +111,8 @@ class Connections:
         self._open_lock = threading.Lock()
         self._ready: queue.Queue[tuple[socket.socket, tuple[str, int], bytes] | None] = queue.Queue()
         self._stopping = threading.Event()
+        # stop() writes here to wake the reader: it sleeps without a timeout while nothing is pending.
+        self._wake_r, self._wake_w = socket.socketpair()
         self._threads = [threading.Thread(target=self._read_loop, name="http-reader", daemon=True)]
         self._threads += [
             threading.Thread(target=self._work, name=f"http-{i}", daemon=True) for i in range(limits.workers)
@@ -119,32 +121,45 @@ class Connections:
     def start(self) -> None:
         self._listener.setblocking(False)
         self._selector.register(self._listener, selectors.EVENT_READ)
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
         for t in self._threads:
             t.start()
 
     def stop(self) -> None:
         """Stop accepting and reading, let the workers finish what they answer, close everything."""
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
         for _ in range(self._limits.workers):
             self._ready.put(None)
         for t in self._threads:
             t.join(self._limits.write_seconds + 1)
+        self._wake_w.close()
 
     # ---- the reader thread ----
 
     def _read_loop(self) -> None:
         try:
             while not self._stopping.is_set():
-                for key, _ in self._selector.select(timeout=0.25):
+                for key, _ in self._selector.select(timeout=self._timeout()):
                     if key.fileobj is self._listener:
                         self._accept()
-                    else:
+                    elif key.fileobj is not self._wake_r:
                         self._readable(self._pending[key.fileobj])  # type: ignore[index]
                 self._expire(time.monotonic())
         finally:
             for pending in list(self._pending.values()):
                 self._close(pending, "the server stops")
             self._selector.close()
+            self._wake_r.close()
+
+    def _timeout(self) -> float | None:
+        """Until the first pending connection's deadline; with none pending, no timeout (an idle agent
+        does not wake this thread: stop() wakes it)."""
+        if not self._pending:
+            return None
+        return max(0.0, min(p.deadline for p in self._pending.values()) - time.monotonic())
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst at a time, then back to the others

@@ -1,7 +1,9 @@
-"""The HTTP server: /metrics (rendered from a registry), /api/v1/jobs (JSON, from a JobsApi), /healthz.
+"""The HTTP server: /metrics (an Exposition), /api/v1/jobs (JSON, from a JobsApi), /healthz.
 
-It never touches hardware: a scrape renders the registry, whose collector reads the latest published
-sample. Connections are read by one thread and answered by a fixed pool (agent.export.connections),
+It never touches hardware: a scrape gets the exposition of the latest published sample, rendered once
+per sample and kept (agent.export.exposition); a scrape that asks for gzip gets it compressed, also
+kept. GET /metrics is answered from a lean parse of the request; everything else by the standard
+library's handler. Connections are read by one thread and answered by a fixed pool (agent.export.connections),
 so slow clients cannot multiply threads. With a web config (agent.config.web) it speaks TLS and asks
 for basic auth on every path but /healthz, which says no more than "ok" to probes.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import hashlib
 import io
 import ipaddress
@@ -23,22 +26,15 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
 import bcrypt
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from agent.config.web import WebConfig
 from agent.config.work import parse_count
 from agent.export.connections import Connections, Limits
+from agent.export.exposition import Exposition
 from agent.units import json_text
 
 log = logging.getLogger("greenai.export")
-
-
-def render(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
-    """The exposition of `registry` in the format the Accept header asks for, and its content type."""
-    encoder, content_type = choose_encoder(accept)
-    return encoder(registry), content_type
-
+METRICS = "/metrics"
 
 _INDEX = b"""<html><head><title>greenai agent</title></head>
 <body><h1>greenai agent</h1><p><a href="/metrics">Metrics</a> &middot;
@@ -122,6 +118,19 @@ class BasicAuth:
         return True
 
 
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip (named with a non-zero q, or `*`)."""
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if coding.lower() in ("gzip", "*"):
+            q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+            try:
+                return float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
 def is_loopback(host: str) -> bool:
     """Whether a listen host only takes connections from this machine."""
     if host == "localhost":
@@ -164,8 +173,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         if path.startswith("/api/v1/jobs"):
             self._jobs_api(path, dict(urllib.parse.parse_qsl(url.query)))
-        elif path == "/metrics":
-            body, content_type = render(self.server.registry, self.headers.get("Accept", ""))
+        elif path == METRICS:
+            body, content_type = self.server.metrics.render(self.headers.get("Accept", ""))
             self._reply(200, content_type, body)
         elif path == "/":
             self._reply(200, "text/html; charset=utf-8", _INDEX)
@@ -267,13 +276,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class MetricsServer:
-    """Serves /metrics, the API and /healthz from a registry, on threads of its own."""
+    """Serves /metrics, the API and /healthz, on threads of its own."""
 
     def __init__(
         self,
         host: str,
         port: int,
-        registry: CollectorRegistry,
+        metrics: Exposition,
         jobs_api: JobsApi | None = None,
         allow_annotate: bool = False,
         web: WebConfig | None = None,
@@ -283,7 +292,7 @@ class MetricsServer:
         `web`: TLS and basic auth (web.config_file). Raises OSError when `host:port` cannot be bound."""
         web = web or WebConfig()
         limits = limits or Limits()
-        self.registry = registry
+        self.metrics = metrics
         self.jobs_api = jobs_api
         self.allow_annotate = allow_annotate or is_loopback(host)
         self.auth = BasicAuth(web.basic_auth_users)
@@ -295,7 +304,37 @@ class MetricsServer:
         self._connections = Connections(self._listener, self._answer, limits, tls)
 
     def _answer(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> None:
-        _Handler((sock, request), address, self)  # type: ignore[arg-type]
+        if not self._scrape(sock, address, request):
+            _Handler((sock, request), address, self)  # type: ignore[arg-type]
+
+    def _scrape(self, sock: socket.socket, address: tuple[str, int], request: bytes) -> bool:
+        """Answer a well-formed, authorised GET /metrics from the kept exposition; False for anything
+        else (the standard handler answers it, errors included)."""
+        head = request.partition(b"\r\n\r\n")[0].decode("latin-1")
+        line, *header_lines = head.split("\r\n")
+        method, _, rest = line.partition(" ")
+        target, _, version = rest.partition(" ")
+        if method != "GET" or target != METRICS or not version.startswith("HTTP/1."):
+            return False
+        headers = {}
+        for header in header_lines:
+            name, sep, value = header.partition(":")
+            if not sep or not name or name != name.strip():
+                return False
+            headers[name.lower()] = value.strip()
+        if not self.auth.allows(headers.get("authorization")):
+            return False
+        accept = headers.get("accept", "")
+        compress = accepts_gzip(headers.get("accept-encoding", ""))
+        body, content_type = self.metrics.render_gzip(accept) if compress else self.metrics.render(accept)
+        reply = (
+            f"HTTP/1.0 200 OK\r\nServer: {_Handler.server_version} {_Handler.sys_version}\r\n"
+            f"Date: {email.utils.formatdate(usegmt=True)}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n" + ("Content-Encoding: gzip\r\n" if compress else "") + "\r\n"
+        )
+        sock.sendall(reply.encode("latin-1") + body)  # one write: no Nagle wait between head and body
+        log.debug('%s "GET /metrics" 200 %d', address[0], len(body))
+        return True
 
     @property
     def port(self) -> int:

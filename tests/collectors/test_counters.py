@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.export.registry import make_registry
+from agent.export.registry import make_exposition
 from agent.live.sampler import Sampler
 from agent.live.snapshot import Published, Snapshot
 from collectors.base import (
@@ -164,10 +163,10 @@ def energy(snap: Snapshot, device: str = "package-0", outage: bool | None = Fals
 
 
 def metrics(snap: Snapshot) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    registry = make_registry(lambda: Published(snap), "node-1", {"rapl": Status.OK})
+    body, _ = make_exposition(lambda: Published(snap), "node-1", {"rapl": Status.OK}).render()
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for family in text_string_to_metric_families(body.decode())
         for s in family.samples
     }
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from prometheus_client import CollectorRegistry
 
 from agent.export.connections import Limits
+from agent.export.exposition import Exposition
 from agent.export.server import MetricsServer
 from tests.export.seed import agent_config
 from tests.support.processes import AgentProcess, run_greenai, wait_for
@@ -180,7 +180,7 @@ def test_since_must_be_a_finite_number(agent: AgentProcess, since: str) -> None:
 
 
 def test_past_the_connection_cap_a_client_gets_a_quick_503() -> None:
-    server = MetricsServer("127.0.0.1", 0, CollectorRegistry(), limits=Limits(workers=2, max_connections=4))
+    server = MetricsServer("127.0.0.1", 0, Exposition(list), limits=Limits(workers=2, max_connections=4))
     server.start()
     held = [_connect(server.port) for _ in range(4)]
     try:

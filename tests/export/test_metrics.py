@@ -6,9 +6,9 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from agent.export.exposition import as_metric
 from agent.export.job_metrics import JobFamilies
-from agent.export.registry import make_registry
-from agent.export.server import render
+from agent.export.registry import make_exposition
 from agent.live.snapshot import CarbonTotals, EnergyRow, JobSeries, JobsSnapshot, Published, Snapshot
 from collectors.base import Device, Status
 from collectors.workloads import JobInfo, JobKey
@@ -40,7 +40,7 @@ def _published() -> Published:
 
 
 def _samples(node_name: str = "node-1") -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    body, content_type = render(make_registry(_published, node_name, STATUSES))
+    body, content_type = make_exposition(_published, node_name, STATUSES).render()
     assert content_type.startswith("text/plain")
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -73,7 +73,7 @@ def test_a_broken_collector_is_down_and_an_absent_one_has_no_up_series() -> None
 
 def test_hostile_label_values_keep_the_exposition_valid() -> None:
     node = 'n"o\\de\nname'
-    body, _ = render(make_registry(_published, node, STATUSES))
+    body, _ = make_exposition(_published, node, STATUSES).render()
     lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     samples = _samples(node)
@@ -81,8 +81,8 @@ def test_hostile_label_values_keep_the_exposition_valid() -> None:
 
 
 def test_openmetrics_when_asked() -> None:
-    body, content_type = render(
-        make_registry(_published, "n", STATUSES), "application/openmetrics-text; version=1.0.0"
+    body, content_type = make_exposition(_published, "n", STATUSES).render(
+        "application/openmetrics-text; version=1.0.0"
     )
     assert content_type.startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
@@ -97,7 +97,7 @@ def test_project_and_phase_labels_and_the_site_gauges() -> None:
     samples = {
         (s.name, frozenset(s.labels.items())): s.value
         for family in JobFamilies(labels=("project", "phase")).families(jobs, co2)
-        for s in family.samples
+        for s in as_metric(family).samples
     }
     work = {("job_id", "42"), ("scheduler", "slurm"), ("project", "llm"), ("phase", "pretraining")}
     assert samples[("greenai_job_energy_joules_total", frozenset({*work, ("component", "gpu")}))] == 10.0

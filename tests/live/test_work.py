@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
 from agent.config import settings
 from agent.config.work import WorkRule, parse_rules
 from agent.export.api import LedgerApi
+from agent.export.exposition import Exposition
 from agent.export.server import MetricsServer
 from agent.ledger.read import open_readonly
 from agent.ledger.schema import MIGRATIONS, SCHEMA_VERSION
@@ -321,7 +321,7 @@ def test_annotating_beyond_loopback_needs_the_config_flag(
     path = tmp_path / "ledger.db"
     _seed(path)
     ledger = Ledger(path, "node1", background=False)
-    server = MetricsServer(listen, 0, CollectorRegistry(), LedgerApi(ledger), allow_annotate=allow)
+    server = MetricsServer(listen, 0, Exposition(list), LedgerApi(ledger), allow_annotate=allow)
     server.start()
     try:
         status, reply = _post(f"http://127.0.0.1:{server.port}/api/v1/jobs/4243/annotate", {"samples": 3})
