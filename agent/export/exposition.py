@@ -11,18 +11,20 @@ same as prometheus_client's, byte for byte (tests/export/test_exposition.py comp
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
 OPENMETRICS = "application/openmetrics-text"
-GZIP_LEVEL = 3
-"""A scrape of 2,000 jobs (about 1 MB) compresses about 12-fold at level 3, in a few ms, once per sample."""
+GZIP_MIN_BYTES = 16384
+"""A node without jobs exposes about 6 kB: sent as they are, whatever the client takes."""
+GZIP_LEVEL = 1
+"""The fastest: a scrape of 2,000 jobs (about 1 MB) still compresses about 15-fold, once per sample."""
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _TYPES = ("counter", "gauge")
 
@@ -82,44 +84,38 @@ def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
     return "{" + ",".join(f'{n}="{_escape_value(v)}"' for n, v in pairs) + "}"
 
 
-class Unsupported(Exception):
-    """A family this renderer does not write (a type or sample beyond counters and gauges)."""
-
-
 class Renderer:
     """Writes families in either format, keeping each series' prefix (`name{labels} `, the same in
     both formats) for the next render."""
 
     def __init__(self) -> None:
-        self._heads: dict[tuple[str, str, str, str, bool], str] = {}
+        self._heads: dict[tuple[str, bool], tuple[str, str, str]] = {}
         self._prefixes: dict[str, dict[Labels, str]] = {}
         """Per sample name, the prefix of each label-value tuple seen."""
+        self._last: dict[str, tuple[list[Labels], list[float], str]] = {}
+        """Per sample name, the series and text of the last render: a family whose series did not
+        change (versions, statuses, devices, site figures) is not written again."""
 
-    def render(self, families: Iterable[Family | Metric], openmetrics: bool) -> bytes:
-        """The exposition of `families`; raises Unsupported for what only prometheus_client writes."""
+    def render(self, families: Iterable[Family], openmetrics: bool) -> bytes:
+        """The exposition of `families` (ValueError for a name Prometheus does not take)."""
         out: list[str] = []
         for family in families:
-            if isinstance(family, Family):
-                out.append(self._head(family.name, family.type, family.documentation, "", openmetrics))
-                sample = family.name + "_total" if family.type == "counter" else family.name
-                self._write_rows(out, sample, family.labelnames, family.labels, family.values)
-            else:
-                self._write_metric(out, family, openmetrics)
+            out.append(self._head(family.name, family.type, family.documentation, openmetrics))
+            sample = family.name + "_total" if family.type == "counter" else family.name
+            self._write_rows(out, sample, family.labelnames, family.labels, family.values)
         if openmetrics:
             out.append("# EOF\n")
         return "".join(out).encode("utf-8")
 
-    def _head(self, name: str, kind: str, documentation: str, unit: str, openmetrics: bool) -> str:
-        key = (name, kind, documentation, unit, openmetrics)
-        head = self._heads.get(key)
-        if head is None:
-            if kind not in _TYPES or not _NAME.match(name) or (unit and not openmetrics):
-                raise Unsupported(f"{name}: {kind}")
-            shown = name if openmetrics or kind != "counter" else name + "_total"
-            head = f"# HELP {shown} {_escape_help(documentation, openmetrics)}\n# TYPE {shown} {kind}\n"
-            if unit:
-                head += f"# UNIT {shown} {unit}\n"
-            self._heads[key] = head
+    def _head(self, name: str, kind: str, documentation: str, openmetrics: bool) -> str:
+        known = self._heads.get((name, openmetrics))
+        if known is not None and known[0] == kind and known[1] == documentation:
+            return known[2]
+        if kind not in _TYPES or not _NAME.match(name):
+            raise ValueError(f"cannot expose {kind} {name!r}: counters and gauges with Prometheus names only")
+        shown = name if openmetrics or kind != "counter" else name + "_total"
+        head = f"# HELP {shown} {_escape_help(documentation, openmetrics)}\n# TYPE {shown} {kind}\n"
+        self._heads[(name, openmetrics)] = (kind, documentation, head)
         return head
 
     def _write_rows(
@@ -129,6 +125,17 @@ class Renderer:
         names: tuple[str, ...],
         labels: list[tuple[str, ...]],
         values: list[float],
+    ) -> None:
+        last = self._last.get(sample)
+        if last is not None and last[1] == values and last[0] == labels:  # values first: they change
+            out.append(last[2])
+            return
+        start = len(out)
+        self._write_series(out, sample, names, labels, values)
+        self._last[sample] = (labels, values, "".join(out[start:]))
+
+    def _write_series(
+        self, out: list[str], sample: str, names: tuple[str, ...], labels: list[Labels], values: list[float]
     ) -> None:
         # The hot loop of a scrape (10,000 series at 2,000 jobs): kept local and flat.
         cache = self._prefixes.get(sample)
@@ -142,17 +149,6 @@ class Renderer:
                 prefix = cache[label_values] = f"{sample}{_label_text(names, label_values)} "
             append(prefix)
             append(go_number(value))
-
-    def _write_metric(self, out: list[str], metric: Metric, openmetrics: bool) -> None:
-        """A family from a prometheus_client collector (the process's own metrics)."""
-        out.append(self._head(metric.name, metric.type, metric.documentation, metric.unit, openmetrics))
-        for s in metric.samples:
-            if s.timestamp is not None or s.exemplar is not None or s.native_histogram is not None:
-                raise Unsupported(f"{s.name}: timestamps, exemplars and native histograms")
-            if s.name.endswith("_created") or not _NAME.match(s.name):
-                raise Unsupported(s.name)
-            out.append(f"{s.name}{_label_text(tuple(s.labels), tuple(s.labels.values()))} ")
-            out.append(go_number(s.value))
 
 
 def go_number(value: float) -> str:
@@ -168,30 +164,10 @@ def go_number(value: float) -> str:
     return text + "\n"
 
 
-class _Collected:
-    """Families as a prometheus_client collector, for its encoders (the fallback)."""
-
-    def __init__(self, families: Iterable[Family | Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterable[Metric]:
-        for family in self._families:
-            yield as_metric(family) if isinstance(family, Family) else family
-
-
-def as_metric(family: Family) -> Metric:
-    """The family as a prometheus_client Metric."""
-    metric = Metric(family.name, family.documentation, family.type)
-    sample = family.name + "_total" if family.type == "counter" else family.name
-    for values, value in zip(family.labels, family.values, strict=True):
-        metric.add_sample(sample, dict(zip(family.labelnames, values, strict=True)), value)
-    return metric
-
-
-def render_families(families: Sequence[Family | Metric], accept: str = "") -> tuple[bytes, str]:
-    """`families` in the format the Accept header asks for, and its content type, with a fresh
-    Renderer: the exposition of something rendered once."""
-    return Exposition(lambda: families).render(accept)
+@functools.lru_cache(maxsize=64)
+def _content_type(accept: str) -> str:
+    """What prometheus_client would answer an Accept header with (scrapers send the same one each time)."""
+    return choose_encoder(accept)[1]
 
 
 def same(a: object, b: object) -> bool:
@@ -219,7 +195,7 @@ class Exposition:
 
     def __init__(
         self,
-        collect: Callable[[], Iterable[Family | Metric]],
+        collect: Callable[[], Iterable[Family]],
         version: Callable[[], object] | None = None,
     ) -> None:
         self._collect = collect
@@ -234,16 +210,20 @@ class Exposition:
         rendered, content_type = self._rendered(accept)
         return rendered.body, content_type
 
-    def render_gzip(self, accept: str = "") -> tuple[bytes, str]:
-        """The same, gzip-compressed (kept with the plain bytes)."""
+    def render_gzip(self, accept: str = "") -> tuple[bytes, str, bool]:
+        """For a client that takes gzip: the body, its content type, and whether the body is
+        compressed (kept with the plain bytes). Below GZIP_MIN_BYTES it is not: compressing a node's
+        few kB costs more CPU than sending them."""
         rendered, content_type = self._rendered(accept)
+        if len(rendered.body) < GZIP_MIN_BYTES:
+            return rendered.body, content_type, False
         with self._lock:
             if rendered.gzipped is None:
                 rendered.gzipped = gzip.compress(rendered.body, GZIP_LEVEL, mtime=0)
-            return rendered.gzipped, content_type
+            return rendered.gzipped, content_type, True
 
     def _rendered(self, accept: str) -> tuple[_Rendered, str]:
-        _, content_type = choose_encoder(accept)
+        content_type = _content_type(accept)
         openmetrics = content_type.startswith(OPENMETRICS)
         with self._lock:  # one render per sample, however many scrapes arrive at once
             version = self._version() if self._version is not None else None
@@ -251,15 +231,6 @@ class Exposition:
                 self._kept_version, self._kept = version, {}
             rendered = self._kept.get(openmetrics)
             if rendered is None:
-                rendered = self._kept[openmetrics] = _Rendered(
-                    self._render(content_type, openmetrics, accept)
-                )
+                body = self._renderer.render(self._collect(), openmetrics)
+                rendered = self._kept[openmetrics] = _Rendered(body)
             return rendered, content_type
-
-    def _render(self, content_type: str, openmetrics: bool, accept: str) -> bytes:
-        families = list(self._collect())
-        try:
-            return self._renderer.render(families, openmetrics)
-        except Unsupported:
-            encoder, _ = choose_encoder(accept)
-            return encoder(_Collected(families))

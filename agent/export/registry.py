@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import ProcessCollector
-from prometheus_client.core import Metric
-
 from agent.export.exposition import Exposition, Family
 from agent.export.job_metrics import JobFamilies
 from agent.export.node_metrics import node_families
+from agent.export.process import ProcessFamilies
 from agent.live.snapshot import Published
 from collectors.base import Status
 
@@ -55,10 +53,10 @@ def make_exposition(
 ) -> Exposition:
     """/metrics: the published sample's families and the process's own (process_*, as of the render)."""
     published = PublishedFamilies(get_published, node_name, statuses, jobs)
-    process = ProcessCollector(registry=None)
+    process = ProcessFamilies()
 
-    def collect() -> Iterator[Family | Metric]:
+    def collect() -> Iterator[Family]:
         yield from published.families()
-        yield from process.collect()
+        yield from process.families()
 
     return Exposition(collect, published.version)

@@ -325,8 +325,10 @@ class MetricsServer:
         if not self.auth.allows(headers.get("authorization")):
             return False
         accept = headers.get("accept", "")
-        compress = accepts_gzip(headers.get("accept-encoding", ""))
-        body, content_type = self.metrics.render_gzip(accept) if compress else self.metrics.render(accept)
+        if accepts_gzip(headers.get("accept-encoding", "")):
+            body, content_type, compress = self.metrics.render_gzip(accept)
+        else:
+            (body, content_type), compress = self.metrics.render(accept), False
         reply = (
             f"HTTP/1.0 200 OK\r\nServer: {_Handler.server_version} {_Handler.sys_version}\r\n"
             f"Date: {email.utils.formatdate(usegmt=True)}\r\nContent-Type: {content_type}\r\n"

@@ -7,22 +7,23 @@ from __future__ import annotations
 import gzip
 import http.client
 import math
-from collections.abc import Iterable, Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client.core import Metric
+from prometheus_client import ProcessCollector
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from agent.export.exposition import Exposition, Family, as_metric, counter, gauge, same
+from agent.export.exposition import GZIP_MIN_BYTES, Exposition, Family, counter, gauge, same
 from agent.export.job_metrics import JobFamilies
+from agent.export.process import ProcessFamilies
 from agent.export.registry import make_exposition
 from agent.export.server import MetricsServer, accepts_gzip
 from agent.live.snapshot import CarbonTotals, EnergyRow, JobSeries, JobsSnapshot, Published, Snapshot
 from collectors.base import Device, Status
 from collectors.workloads import JobInfo, JobKey
+from tests.support.metrics import LibraryView as _Library
 
 PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -31,17 +32,6 @@ PROMETHEUS_ACCEPT = (
 GONE = JobKey("k8s", "gone")
 """A job with CO2e but no energy series (it left /metrics between the two)."""
 HOSTILE = ('x"y', "back\\slash", "new\nline", "ünï ✓", "", "}{=,", "a" * 300, "\x00\x1f\x7f")
-
-
-class _Library:
-    """The same families for prometheus_client's encoders."""
-
-    def __init__(self, families: Iterable[Family | Metric]) -> None:
-        self._families = list(families)
-
-    def collect(self) -> Iterator[Metric]:
-        for family in self._families:
-            yield as_metric(family) if isinstance(family, Family) else family
 
 
 def _published(jobs: int = 3) -> Published:
@@ -91,7 +81,7 @@ class _Ledger:
         self.last_flush_ok = False
 
 
-def _families(published: Published) -> list[Family | Metric]:
+def _families(published: Published) -> list[Family]:
     jobs = JobFamilies(labels=("user", "project"), ledger=_Ledger())
     statuses = {"rapl": Status.OK, "nvml": Status.ERROR, "estimate": Status.DISABLED}
     return list(make_exposition(lambda: published, 'node "1"\n', statuses, jobs)._collect())
@@ -108,7 +98,7 @@ def test_the_agents_families_render_as_prometheus_client_renders_them(accept: st
 
 def test_a_second_render_reuses_the_kept_prefixes_and_still_agrees() -> None:
     """Jobs come and go between renders: kept prefixes of jobs gone never show again."""
-    exposition_families: list[list[Family | Metric]] = [_families(_published(jobs=5))]
+    exposition_families: list[list[Family]] = [_families(_published(jobs=5))]
     exposition = Exposition(lambda: exposition_families[0])
     exposition.render()
     exposition_families[0] = _families(_published(jobs=2))
@@ -140,15 +130,18 @@ def test_rendered_once_per_version_and_again_when_it_changes() -> None:
     renders = []
     current = [_published(jobs=2)]
 
-    def collect() -> list[Family | Metric]:
+    def collect() -> list[Family]:
         renders.append(current[0])
-        return [counter("greenai_agent_samples", "Samples.", value=current[0].node.samples)]
+        family = counter("greenai_padding", "Enough series to be worth compressing.", ["i"])
+        for i in range(GZIP_MIN_BYTES // 20):
+            family.add([str(i)], current[0].node.samples)
+        return [family]
 
     exposition = Exposition(collect, lambda: (current[0], (3, True)))
     first, _ = exposition.render()
     assert exposition.render()[0] is first  # the kept bytes themselves
-    zipped, _ = exposition.render_gzip()
-    assert exposition.render_gzip()[0] is zipped and gzip.decompress(zipped) == first
+    zipped, _, compressed = exposition.render_gzip()
+    assert compressed and exposition.render_gzip()[0] is zipped and gzip.decompress(zipped) == first
     om, om_type = exposition.render("application/openmetrics-text")
     assert om_type.startswith("application/openmetrics-text") and om.endswith(b"# EOF\n")
     assert len(renders) == 2  # one per format
@@ -206,8 +199,29 @@ def test_a_scrape_as_prometheus_makes_it_gets_gzip_of_the_kept_openmetrics() -> 
         assert b'greenai_node_info{node="n1"} 1.0' in plain
         published[0] = _published(jobs=1)
         assert _get(server.port, {})[2] != plain
+        status, headers, small = _get(server.port, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+        assert len(small) < GZIP_MIN_BYTES and "content-encoding" not in headers  # not worth compressing
+        assert small.endswith(b"# EOF\n")
     finally:
         server.stop()
+
+
+def test_the_process_families_are_prometheus_clients_own() -> None:
+    """Names, help, types and values as ProcessCollector gives them (read a moment apart)."""
+    ours = {f.name: f for f in ProcessFamilies().families()}
+    theirs = {m.name: m for m in ProcessCollector(registry=None).collect()}
+    assert ours.keys() == theirs.keys() and len(ours) == 6
+    for name, family in ours.items():
+        assert (family.type, family.documentation) == (theirs[name].type, theirs[name].documentation)
+        mine, library = family.values[0], theirs[name].samples[0].value
+        if name in ("process_start_time_seconds", "process_max_fds"):
+            assert mine == library
+        elif name == "process_cpu_seconds":
+            assert abs(mine - library) <= 0.5
+        elif name == "process_open_fds":
+            assert abs(mine - library) <= 2
+        else:
+            assert abs(mine - library) <= 0.1 * library
 
 
 def test_numbers_as_go_writes_them() -> None:

@@ -30,7 +30,8 @@ from agent.export.server import MetricsServer
 from tests.export.seed import agent_config
 from tests.support.processes import AgentProcess, run_greenai, wait_for
 
-NO_HOST = ["--sysfs", "/nonexistent-sys"]
+NO_HOST = ["--sysfs", "/nonexistent-sys", "--cgroupfs", "/nonexistent-cgroup"]
+"""No hardware and no jobs of the host: these tests see only their own ledgers."""
 ESTIMATE_ONLY = {"LD_LIBRARY_PATH": "/nonexistent"}
 DROPPED_WITHIN_S = Limits.request_seconds + 10  # generous: a busy 2-core machine
 

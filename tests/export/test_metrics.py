@@ -6,12 +6,12 @@ import subprocess
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.export.exposition import as_metric
 from agent.export.job_metrics import JobFamilies
 from agent.export.registry import make_exposition
 from agent.live.snapshot import CarbonTotals, EnergyRow, JobSeries, JobsSnapshot, Published, Snapshot
 from collectors.base import Device, Status
 from collectors.workloads import JobInfo, JobKey
+from tests.support.metrics import as_metric
 
 STATUSES = {
     "rapl": Status.PERMISSION_DENIED,
