@@ -155,6 +155,10 @@ class AgentProcess:
             self._scratch.cleanup()
 
 
+def _remote_write(entry: str | Mapping[str, Any]) -> dict[str, Any]:
+    return {"url": entry} if isinstance(entry, str) else dict(entry)
+
+
 class PrometheusServer:
     """A real Prometheus (Debian's `prometheus`) on 127.0.0.1, scraping the given targets."""
 
@@ -165,8 +169,10 @@ class PrometheusServer:
         scrape_interval: str = "1s",
         labels: Mapping[str, Mapping[str, str]] | None = None,
         rule_files: Sequence[Path] = (),
+        remote_write: str | Mapping[str, Any] | None = None,
     ) -> None:
-        """`labels`: extra target labels per target (e.g. `instance` as the node's name)."""
+        """`labels`: extra target labels per target (e.g. `instance` as the node's name);
+        `remote_write`: a URL, or one whole `remote_write` entry, to send the samples on to."""
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = workdir / "prometheus.yml"
@@ -176,6 +182,7 @@ class PrometheusServer:
             f"  scrape_interval: {scrape_interval}\n"
             f"  evaluation_interval: {scrape_interval}\n"
             + (f"rule_files: {json.dumps([str(r) for r in rule_files])}\n" if rule_files else "")
+            + (f"remote_write: {json.dumps([_remote_write(remote_write)])}\n" if remote_write else "")
             + "scrape_configs:\n"
             "  - job_name: greenai\n"
             f"    static_configs: {json.dumps(statics)}\n"
