@@ -18,8 +18,6 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client.exposition import choose_encoder
-
 OPENMETRICS = "application/openmetrics-text"
 GZIP_MIN_BYTES = 16384
 """A node without jobs exposes about 6 kB: sent as they are, whatever the client takes."""
@@ -164,10 +162,45 @@ def go_number(value: float) -> str:
     return text + "\n"
 
 
+TEXT_0_0_4 = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_1_0_0 = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+ESCAPINGS = ("allow-utf-8", "underscores", "dots", "values")
+"""Name escaping schemes a scraper may ask for; every agent name is a legacy one, the same in all."""
+
+
 @functools.lru_cache(maxsize=64)
-def _content_type(accept: str) -> str:
-    """What prometheus_client would answer an Accept header with (scrapers send the same one each time)."""
-    return choose_encoder(accept)[1]
+def content_type(accept: str) -> str:
+    """The content type to answer an Accept header with, by prometheus_client's rules (scrapers send
+    the same header each time, hence the cache): the first OpenMetrics range without a version or of
+    version 1 or later, or text/plain of version 1 or later; else the text format 0.0.4."""
+    for accepted in accept.split(","):
+        media, *params = (part.strip() for part in accepted.split(";"))
+        if media not in (OPENMETRICS, "text/plain"):
+            continue
+        version = _parameter(params, "version")
+        escaping = _parameter(params, "escaping")
+        escaping = escaping if escaping in ESCAPINGS else "underscores"
+        if media == OPENMETRICS and not version:
+            return OPENMETRICS_1_0_0
+        if version and _at_least_1(version):
+            if media == OPENMETRICS:
+                return f"{OPENMETRICS}; version={version}; charset=utf-8; escaping={escaping}"
+            return f"text/plain; version=1.0.0; charset=utf-8; escaping={escaping}"
+    return TEXT_0_0_4
+
+
+def _parameter(params: list[str], name: str) -> str:
+    """The first value given to `name` in a media range's parameters; "" when none is."""
+    for param in params:
+        key, sep, value = param.partition("=")
+        if sep and key == name:
+            return value
+    return ""
+
+
+def _at_least_1(version: str) -> bool:
+    parts = version.split(".")
+    return all(p.isdigit() for p in parts) and tuple(int(p) for p in parts) >= (1, 0, 0)
 
 
 def same(a: object, b: object) -> bool:
@@ -207,24 +240,24 @@ class Exposition:
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         """The exposition for this Accept header, and its content type."""
-        rendered, content_type = self._rendered(accept)
-        return rendered.body, content_type
+        rendered, media = self._rendered(accept)
+        return rendered.body, media
 
     def render_gzip(self, accept: str = "") -> tuple[bytes, str, bool]:
         """For a client that takes gzip: the body, its content type, and whether the body is
         compressed (kept with the plain bytes). Below GZIP_MIN_BYTES it is not: compressing a node's
         few kB costs more CPU than sending them."""
-        rendered, content_type = self._rendered(accept)
+        rendered, media = self._rendered(accept)
         if len(rendered.body) < GZIP_MIN_BYTES:
-            return rendered.body, content_type, False
+            return rendered.body, media, False
         with self._lock:
             if rendered.gzipped is None:
                 rendered.gzipped = gzip.compress(rendered.body, GZIP_LEVEL, mtime=0)
-            return rendered.gzipped, content_type, True
+            return rendered.gzipped, media, True
 
     def _rendered(self, accept: str) -> tuple[_Rendered, str]:
-        content_type = _content_type(accept)
-        openmetrics = content_type.startswith(OPENMETRICS)
+        chosen = content_type(accept)
+        openmetrics = chosen.startswith(OPENMETRICS)
         with self._lock:  # one render per sample, however many scrapes arrive at once
             version = self._version() if self._version is not None else None
             if version is None or not same(version, self._kept_version):
@@ -233,4 +266,4 @@ class Exposition:
             if rendered is None:
                 body = self._renderer.render(self._collect(), openmetrics)
                 rendered = self._kept[openmetrics] = _Rendered(body)
-            return rendered, content_type
+            return rendered, chosen

@@ -7,15 +7,17 @@ from __future__ import annotations
 import gzip
 import http.client
 import math
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import ProcessCollector
-from prometheus_client.exposition import generate_latest
+from prometheus_client.exposition import choose_encoder, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from agent.export.exposition import GZIP_MIN_BYTES, Exposition, Family, counter, gauge, same
+from agent.export.exposition import GZIP_MIN_BYTES, Exposition, Family, content_type, counter, gauge, same
 from agent.export.job_metrics import JobFamilies
 from agent.export.process import ProcessFamilies
 from agent.export.registry import make_exposition
@@ -231,3 +233,32 @@ def test_numbers_as_go_writes_them() -> None:
     body = Exposition(lambda: [family]).render()[0].decode()
     assert '{k="0"} 1e+06' in body and '{k="1"} 1.234567e+06' in body and '{k="4"} +Inf' in body
     assert '{k="6"} NaN' in body and '{k="7"} 12.0' in body
+
+
+media = st.sampled_from(["application/openmetrics-text", "text/plain", "*/*", "application/json", ""])
+versions = st.sampled_from(
+    ["", "version=1.0.0", "version=0.0.1", "version=0.0.4", "version=2.0.0", "version=1"]
+)
+escapings = st.sampled_from(
+    ["", "escaping=underscores", "escaping=allow-utf-8", "escaping=values", "escaping=x"]
+)
+ranges = st.builds(
+    lambda m, v, e, q: ";".join(p for p in (m, v, e, q) if p),
+    media,
+    versions,
+    escapings,
+    st.sampled_from(["", "q=0.5"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ranges, max_size=4).map(",".join))
+def test_content_negotiation_is_prometheus_clients(accept: str) -> None:
+    assert content_type(accept) == choose_encoder(accept)[1]
+
+
+def test_prometheus_client_is_not_loaded_by_the_agent() -> None:
+    """The agent renders and negotiates itself: prometheus_client's import costs 4 MB of RSS."""
+    code = "import sys, agent.daemon, agent.cli; print('prometheus_client' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
