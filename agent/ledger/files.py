@@ -31,6 +31,8 @@ FILE_MODE = 0o600
 
 def storable(text: str) -> str:
     """Text SQLite can hold: bytes that were not UTF-8 (lone surrogates) become `\\xNN`."""
+    if text.isascii():  # nearly all text, told at once, without encoding it
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -29,7 +29,11 @@ class JobState:
 
 
 def merge_info(old: JobInfo, new: JobInfo) -> JobInfo:
-    return JobInfo(
+    """`new`, with what it leaves empty taken from `old`; `new` itself when that adds nothing, so that
+    the next report of the same metadata is recognised as the same object."""
+    if old is new:
+        return new
+    merged = JobInfo(
         user=new.user or old.user,
         uid=new.uid if new.uid is not None else old.uid,
         name=new.name or old.name,
@@ -42,6 +46,7 @@ def merge_info(old: JobInfo, new: JobInfo) -> JobInfo:
         gpu_count=max_count(old.gpu_count, new.gpu_count),
         cpu_model=new.cpu_model or old.cpu_model,
     )
+    return new if merged == new else merged
 
 
 def max_count(a: int | None, b: int | None) -> int | None:

@@ -33,15 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from agent.ledger.files import (
-    file_id,
-    open_for_writing,
-    remove_sidecars,
-    sidecar_ids,
-    storable,
-    writer_lock,
-)
-from agent.ledger.pending import JobState, Pending, add_counts, new_run
+from agent.ledger.files import file_id, open_for_writing, remove_sidecars, sidecar_ids, writer_lock
+from agent.ledger.job_rows import JobRows
+from agent.ledger.pending import JobState, Pending, add_counts
 from agent.ledger.read import Filter, JobHours, query_job_hours, query_jobs
 from agent.ledger.schema import ADD_USEFUL, LedgerError, corrupt_problem, error_reason
 from agent.ledger.summary import JobSummary, find_job
@@ -50,35 +44,6 @@ from collectors.workloads import JobInfo, JobKey
 
 log = logging.getLogger("greenai.ledger")
 
-_LATEST_RUN = """
-SELECT id, run, "end" FROM jobs WHERE scheduler = ? AND job_id = ? AND node = ? ORDER BY run DESC LIMIT 1
-"""
-_INSERT_JOB = """
-INSERT INTO jobs (scheduler, job_id, node, run, user, uid, name, account, "partition", start, "end",
-                  last_seen, project, phase, model, gpu_model, gpu_count, cpu_model)
-VALUES (:scheduler, :job_id, :node, :run, :user, :uid, :name, :account, :partition, :start, :end,
-        :last_seen, :project, :phase, :model, :gpu_model, :gpu_count, :cpu_model)
-RETURNING id
-"""
-_UPDATE_JOB = """
-UPDATE jobs SET
-    user = CASE WHEN :user != '' THEN :user ELSE user END,
-    uid = COALESCE(:uid, uid),
-    name = CASE WHEN :name != '' THEN :name ELSE name END,
-    account = CASE WHEN :account != '' THEN :account ELSE account END,
-    "partition" = CASE WHEN :partition != '' THEN :partition ELSE "partition" END,
-    start = MIN(start, :start),
-    "end" = CASE :ended WHEN 1 THEN :end WHEN 0 THEN NULL ELSE "end" END,
-    last_seen = MAX(last_seen, :last_seen),
-    project = CASE WHEN :project != '' THEN :project ELSE project END,
-    phase = CASE WHEN :phase != '' THEN :phase ELSE phase END,
-    model = CASE WHEN :model != '' THEN :model ELSE model END,
-    gpu_model = CASE WHEN :gpu_model != '' THEN :gpu_model ELSE gpu_model END,
-    gpu_count = CASE WHEN gpu_count IS NULL OR :gpu_count > gpu_count THEN COALESCE(:gpu_count, gpu_count)
-                ELSE gpu_count END,
-    cpu_model = CASE WHEN :cpu_model != '' THEN :cpu_model ELSE cpu_model END
-WHERE id = :id
-"""
 _UPSERT_ENERGY = """
 INSERT INTO energy (job, hour, component, source, joules) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (job, hour, component, source) DO UPDATE SET joules = joules + excluded.joules
@@ -131,6 +96,7 @@ class Ledger:
         self._lock = threading.Lock()  # guards _pending and the counters; held only for dict work
         self._flush_lock = threading.Lock()  # one flush at a time; live readers wait for a flush to end
         self._pending = Pending()
+        self._job_rows = JobRows(node)
         self._errors: dict[str, int] = {}
         self.last_flush_ok = True
         self.last_error = ""
@@ -156,26 +122,35 @@ class Ledger:
     ) -> None:
         """Add one interval's joules (per job, unattributed, whole node) and usage seconds to the sums."""
         hour = hour_of(interval_end)
+        finite = math.isfinite
         with self._lock:
             p = self._pending
+            states, sums = p.jobs, p.energy
             for key, (info, energy) in jobs.items():
-                self._note_job(key, info, interval_end, None)
+                state = states.get(key)
+                if state is not None and state.info is info:  # the metadata of last time: a sighting
+                    if interval_end < state.start:
+                        state.start = interval_end
+                    if interval_end > state.last_seen:
+                        state.last_seen = interval_end
+                else:
+                    self._note_job(key, info, interval_end, None)
                 for (component, source), joules in energy.items():
-                    if self._valid(joules):
+                    if finite(joules) or self._valid(joules):
                         ekey = (key, hour, component, source)
-                        p.energy[ekey] = p.energy.get(ekey, 0.0) + joules
+                        sums[ekey] = sums.get(ekey, 0.0) + joules
             for table, energy in ((p.unattributed, unattributed), (p.node, node)):
                 for (component, source), joules in energy.items():
                     if self._valid(joules):
                         table[(hour, component, source)] = table.get((hour, component, source), 0.0) + joules
+            usage = p.usage
             for index, seconds in ((0, cpu_seconds or {}), (1, gpu_seconds or {})):
                 for key, value in seconds.items():
-                    if self._valid(value):
+                    if finite(value) or self._valid(value):
                         if key not in jobs:  # noted above already
                             self._note_job(key, JobInfo(), interval_end, None)
-                        pair = list(p.usage.get((key, hour), (0.0, 0.0)))
-                        pair[index] += value
-                        p.usage[(key, hour)] = (pair[0], pair[1])
+                        cpu, gpu = usage.get((key, hour), (0.0, 0.0))
+                        usage[(key, hour)] = (cpu + value, gpu) if index == 0 else (cpu, gpu + value)
 
     def job_seen(self, key: JobKey, info: JobInfo, t: float) -> None:
         """The job runs at `t`: create its record, refresh metadata and last_seen, clear any end."""
@@ -267,7 +242,7 @@ class Ledger:
             conn.execute("ROLLBACK")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            ids = {key: self._upsert_job(key, state) for key, state in batch.jobs.items()}
+            ids = self._job_rows.upsert(conn, batch.jobs)
             conn.executemany(
                 _UPSERT_ENERGY, [(ids[k], h, c, s, j) for (k, h, c, s), j in batch.energy.items()]
             )
@@ -289,37 +264,6 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise
-
-    def _upsert_job(self, key: JobKey, state: JobState) -> int:
-        """The row of `key`'s latest run, updated; or a new run's, when the latest ended before this
-        news began (the id was reused: a new job)."""
-        ident = (storable(key.scheduler), storable(key.job_id), storable(self.node))
-        latest = self._conn.execute(_LATEST_RUN, ident).fetchone()
-        values = {
-            "scheduler": storable(key.scheduler),
-            "job_id": storable(key.job_id),
-            "node": storable(self.node),
-            "user": storable(state.info.user),
-            "uid": state.info.uid,
-            "name": storable(state.info.name),
-            "account": storable(state.info.account),
-            "partition": storable(state.info.partition),
-            "start": state.start,
-            "end": state.end,
-            "last_seen": state.last_seen,
-            "ended": None if state.ended is None else int(state.ended),
-            "project": storable(state.info.project),
-            "phase": storable(state.info.phase),
-            "model": storable(state.info.model),
-            "gpu_model": storable(state.info.gpu_model),
-            "gpu_count": state.info.gpu_count,
-            "cpu_model": storable(state.info.cpu_model),
-        }
-        if latest is not None and not new_run(latest[2], state):
-            self._conn.execute(_UPDATE_JOB, {**values, "id": latest[0]})
-            return int(latest[0])
-        run = 1 if latest is None else int(latest[1]) + 1
-        return int(self._conn.execute(_INSERT_JOB, {**values, "run": run}).fetchone()[0])
 
     def _failed(self, reason: str, message: str) -> None:
         """Count a failed flush (caller holds _lock); log when the state changes, not on every retry."""

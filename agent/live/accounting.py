@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Protocol
@@ -23,15 +24,21 @@ from agent.live.attribution import (
     Key,
     NodeInterval,
     attribute,
+    by_component_source,
+    gpu_seconds,
+    set_apart,
 )
 from agent.live.snapshot import JobSeries, JobsSnapshot, Snapshot
 from agent.live.windows import WindowBook
 from agent.live.work import WorkClassifier
-from collectors.base import GPU_COMPONENTS, Device, counter_delta, is_outage
+from collectors.base import GPU_COMPONENTS, Device, counter_delta
 from collectors.jobs.trees import PROCESS
 from collectors.workloads import GpuProcess, GpuUsage, JobInfo, JobKey, JobUsage, UsageScan
 
 log = logging.getLogger("greenai.accounting")
+
+SourceEnergy = dict[tuple[str, str], float]
+"""One job's joules of one interval by (component, source), as the ledger keeps them."""
 
 
 class Discovery(Protocol):
@@ -84,6 +91,8 @@ class _Job:
     """Every GPU (device label) the job got a share of."""
     gpu_count: int | None = None
     """The most GPUs it got a share of in one interval."""
+    series: JobSeries | None = None
+    """What /metrics shows of it as of the last sample; None once its energy or metadata changed."""
 
 
 @dataclass
@@ -148,6 +157,12 @@ class Accountant:
         self._estimated_idle = frozenset(self._idle_w)
         self._scan: UsageScan | None = None
         self._jobs: dict[JobKey, _Job] = {}
+        self._exported = 0
+        """How many of `_jobs` are on /metrics."""
+        self._ended: dict[JobKey, float] = {}
+        """The jobs of `_jobs` that ended, and when: those the grace period is counted for."""
+        self._seen: AbstractSet[JobKey] = frozenset()
+        """The jobs the last scan found."""
         self._unattributed: dict[str, float] = {}
         self._unexported: dict[str, float] = {}
         self._errors: dict[str, int] = {}
@@ -180,22 +195,17 @@ class Accountant:
             result = attribute(interval, self._idle_policy, self._other_policy)
         else:  # nothing to compare with yet: this interval's energy stays unattributed
             result = Attribution({}, dict(sample.interval_j))
-        result, trees = _set_apart(result)
+        result, trees = set_apart(result, self._tree_owners)
         if self._windows is not None:
-            shares = {**result.jobs, **trees}
+            shares = {**result.jobs, **trees} if trees else result.jobs
             self._windows.close_interval(
                 now, shares, sample.interval_j, result.unattributed, self._running(scan)
             )
-        self._add(result, scan)
+        by_source = self._add(result, scan)
         if scan is not None:
             self._seen_and_ended(scan, now)
         if self._ledger is not None:
-            cpu_seconds = (
-                {key: j.cpu_s for key, j in interval.jobs.items() if key.scheduler != PROCESS}
-                if interval
-                else {}
-            )
-            self._record(result, sample, cpu_seconds, now)
+            self._record(result, sample, by_source, interval, now)
         self.snapshot = self._publish(now)
         return self.snapshot
 
@@ -235,15 +245,15 @@ class Accountant:
     def _interval(self, sample: Snapshot, previous: UsageScan, scan: UsageScan) -> Interval:
         busy_ns = counter_delta(previous.node.cpu_busy_ns, scan.node.cpu_busy_ns, None)
         node = NodeInterval(sample.interval_s, busy_ns / 1e9, scan.node.cpus, scan.node.memory_used_bytes)
-        jobs = {
-            key: JobInterval(
-                counter_delta(previous.jobs[key].cpu_ns, usage.cpu_ns, None) / 1e9,
-                usage.memory_bytes,
-                usage.cpus_allocated,
-            )
-            for key, usage in scan.jobs.items()
-            if key in previous.jobs  # a job's first counters are its baseline
-        }
+        jobs: dict[JobKey, JobInterval] = {}
+        before = previous.jobs
+        for key, usage in scan.jobs.items():
+            last = before.get(key)
+            if last is None:
+                continue  # a job's first counters are its baseline
+            # An idle job's usage is the very record of the last scan: no CPU time to difference.
+            cpu_ns = 0 if last is usage else counter_delta(last.cpu_ns, usage.cpu_ns, None)
+            jobs[key] = JobInterval(cpu_ns / 1e9, usage.memory_bytes, usage.cpus_allocated)
         trees = (key for key in self._tree_owners if key in scan.jobs and key not in previous.jobs)
         for key in trees:  # a process tree read when its first window began
             usage = scan.jobs[key]
@@ -285,29 +295,47 @@ class Accountant:
             for p in processes
         )
 
-    def _add(self, result: Attribution, scan: UsageScan | None) -> None:
+    def _add(self, result: Attribution, scan: UsageScan | None) -> list[tuple[JobKey, SourceEnergy]]:
+        """Add each job's shares to its totals; returns them by (component, source) for the ledger."""
         for key, joules in result.unattributed.items():
             self._unattributed[key[0]] = self._unattributed.get(key[0], 0.0) + joules
+        ledger = self._ledger is not None
+        by_source: list[tuple[JobKey, SourceEnergy]] = []
+        # One pass per job over its shares, every sample: what /metrics and the ledger need from them.
+        # The same few keys recur in every job's shares: what each means is worked out once.
+        meanings: dict[Key, tuple[str, tuple[str, str], bool]] = {}
         for job_key, shares in result.jobs.items():
             job = self._jobs.get(job_key)
             if job is None:
                 info = scan.jobs[job_key].info if scan is not None and job_key in scan.jobs else JobInfo()
                 job = self._new_job(job_key, info)
+            job.series = None
             target = job.energy_j if job.exported else self._unexported
-            gpus: set[str] | None = None  # made only for a job on GPUs: this runs per job, every sample
-            for (component, device, _), joules in shares.items():
+            sums: SourceEnergy = {}
+            gpus: set[str] | None = None  # made only for a job on GPUs
+            for key, joules in shares.items():
+                meaning = meanings.get(key)
+                if meaning is None:
+                    meaning = meanings[key] = (key[0], (key[0], key[2]), key[0] in GPU_COMPONENTS)
+                component, component_source, on_gpu = meaning
                 target[component] = target.get(component, 0.0) + joules
-                if component in GPU_COMPONENTS:  # attribution hands out positive shares only
+                if ledger:
+                    sums[component_source] = sums.get(component_source, 0.0) + joules
+                if on_gpu:  # attribution hands out positive shares only
                     gpus = gpus if gpus is not None else set()
-                    gpus.add(device)
+                    gpus.add(key[1])
             if gpus and (len(gpus) > (job.gpu_count or 0) or not gpus <= job.gpus):
                 self._note_gpus(job, gpus)
+            if ledger:
+                by_source.append((job_key, sums))
+        return by_source
 
     def _note_gpus(self, job: _Job, gpus: set[str]) -> None:
         """The job got a share of `gpus` this interval: add them to its hardware (rare: only on news)."""
         job.gpus = job.gpus | gpus
         job.gpu_count = max(job.gpu_count or 0, len(gpus))
         job.info = self._with_hardware(job, job.found)
+        job.series = None
 
     def _with_hardware(self, job: _Job, found: JobInfo) -> JobInfo:
         hw = self._hardware
@@ -316,7 +344,8 @@ class Accountant:
         )
 
     def _new_job(self, key: JobKey, info: JobInfo) -> _Job:
-        exported = sum(1 for j in self._jobs.values() if j.exported) < self._max_series
+        exported = self._exported < self._max_series
+        self._exported += exported
         job = self._jobs[key] = _Job(info, info, {}, exported)
         job.info = self._with_hardware(job, info)
         return job
@@ -327,99 +356,88 @@ class Accountant:
                 if key not in scan.jobs:  # ended while the agent was down: last seen is all we know
                     self._ledger.job_ended(key, last_seen)
         self._stale = {}
-        if self._work is not None:
-            self._work.forget(scan.jobs)
+        if self._work is not None and not self._seen <= scan.jobs.keys():
+            self._work.forget(scan.jobs)  # only once a job has left: nothing to forget before
         for key, usage in scan.jobs.items():
             info = usage.info if self._work is None else self._work.enrich(key, usage.info)
             job = self._jobs.get(key)
             if job is None:
                 job = self._new_job(key, info)
-            elif job.ended is None and job.found == info and job.noted:
+            elif job.ended is None and job.noted and (job.found is info or job.found == info):
+                job.found = info  # the same news: kept as the very object, told apart at once next time
                 continue  # the ledger hears of it through record() each interval
             elif job.ended is not None:  # back after its end: maybe another job with the id, on other GPUs
                 job.gpus, job.gpu_count = frozenset(), None
+                del self._ended[key]
             job.found, job.info = info, self._with_hardware(job, info)
-            job.ended, job.noted = None, True
+            job.ended, job.noted, job.series = None, True, None
             if self._ledger is not None:
                 self._ledger.job_seen(key, job.info, now)
-        for key, job in self._jobs.items():
-            if key not in scan.jobs and job.ended is None:
-                job.ended = now
-                if self._ledger is not None:
-                    self._ledger.job_ended(key, now)
-        for key in [
-            k for k, j in self._jobs.items() if j.ended is not None and now - j.ended > self._grace_seconds
-        ]:
+        if len(self._jobs) - len(self._ended) > len(scan.jobs):  # every job the scan found runs
+            self._end_missing(scan, now)
+        self._seen = scan.jobs.keys()
+        expired = {key for key, ended in self._ended.items() if now - ended > self._grace_seconds}
+        # In the order the jobs came: the unexported sums then add up as they always have.
+        for key in [k for k in self._jobs if k in expired] if expired else ():
             gone = self._jobs.pop(key)
+            del self._ended[key]
+            self._exported -= gone.exported
             if gone.exported:
                 for component, joules in gone.energy_j.items():
                     self._unexported[component] = self._unexported.get(component, 0.0) + joules
 
+    def _end_missing(self, scan: UsageScan, now: float) -> None:
+        """End the running jobs the scan did not find."""
+        for key, job in self._jobs.items():
+            if key not in scan.jobs and job.ended is None:
+                job.ended, job.series = now, None
+                self._ended[key] = now
+                if self._ledger is not None:
+                    self._ledger.job_ended(key, now)
+
     def _record(
-        self, result: Attribution, sample: Snapshot, cpu_seconds: Mapping[JobKey, float], now: float
+        self,
+        result: Attribution,
+        sample: Snapshot,
+        by_source: list[tuple[JobKey, SourceEnergy]],
+        interval: Interval | None,
+        now: float,
     ) -> None:
         assert self._ledger is not None
-        jobs: dict[JobKey, tuple[JobInfo, dict[tuple[str, str], float]]] = {}
-        gpu_seconds: dict[JobKey, float] = {}
-        # Each GPU device's energy this interval, whatever the source label of a job's share of it
-        # (a MIG instance's share is an estimate of an nvml reading).
-        gpu_j: dict[tuple[str, str], float] = {}
-        for (component, device, source), joules in sample.interval_j.items():
-            if component in GPU_COMPONENTS and not is_outage(source):
-                gpu_j[(component, device)] = gpu_j.get((component, device), 0.0) + joules
-        for job_key, shares in result.jobs.items():
-            info = self._jobs[job_key].info if job_key in self._jobs else JobInfo()
-            by_source: dict[tuple[str, str], float] = {}
-            for (component, device, source), joules in shares.items():
-                by_source[(component, source)] = by_source.get((component, source), 0.0) + joules
-                if component in GPU_COMPONENTS:
-                    device_j = gpu_j.get((component, device), 0.0)
-                    if device_j > 0:
-                        gpu_seconds[job_key] = (
-                            gpu_seconds.get(job_key, 0.0) + sample.interval_s * joules / device_j
-                        )
-            jobs[job_key] = (info, by_source)
+        cpu_seconds: dict[JobKey, float] = {}
+        if interval is not None:  # process trees are no jobs to the ledger (none without their windows)
+            usage = interval.jobs.items()
+            cpu_seconds = (
+                {key: j.cpu_s for key, j in usage if key.scheduler != PROCESS}
+                if self._tree_owners
+                else {key: j.cpu_s for key, j in usage}
+            )
+        jobs: dict[JobKey, tuple[JobInfo, SourceEnergy]] = {}
+        for job_key, sums in by_source:
+            job = self._jobs.get(job_key)
+            jobs[job_key] = (job.info if job is not None else JobInfo(), sums)
         self._ledger.record(
             now,
             jobs,
-            _by_component_source(result.unattributed),
-            _by_component_source(sample.interval_j),
-            gpu_seconds,
+            by_component_source(result.unattributed),
+            by_component_source(sample.interval_j),
+            gpu_seconds(result, sample.interval_j, sample.interval_s),
             cpu_seconds,
         )
 
     def _publish(self, now: float) -> JobsSnapshot:
-        # A plain copy per job: nothing mutates it once published, and this runs on every sample.
-        series = tuple(
-            JobSeries(key, job.info, dict(job.energy_j), job.ended)
-            for key, job in self._jobs.items()
-            if job.exported
-        )
+        # A job's series is made again only when it changed: a running job's on every sample, an ended
+        # one's once. Nothing mutates a series once published.
+        series = []
+        for key, job in self._jobs.items():
+            if job.exported:
+                if job.series is None:
+                    job.series = JobSeries(key, job.info, dict(job.energy_j), job.ended)
+                series.append(job.series)
         return JobsSnapshot(
-            jobs=series,
+            jobs=tuple(series),
             unattributed_j=MappingProxyType(dict(self._unattributed)),
             unexported_j=MappingProxyType(dict(self._unexported)),
-            running=sum(1 for j in self._jobs.values() if j.ended is None),
+            running=len(self._jobs) - len(self._ended),
             errors=MappingProxyType(dict(self._errors)),
         )
-
-
-def _by_component_source(energy: Mapping[Key, float]) -> dict[tuple[str, str], float]:
-    out: dict[tuple[str, str], float] = {}
-    for (component, _, source), joules in energy.items():
-        out[(component, source)] = out.get((component, source), 0.0) + joules
-    return out
-
-
-def _set_apart(result: Attribution) -> tuple[Attribution, dict[JobKey, Mapping[Key, float]]]:
-    """The process trees' shares (windows of callers in no job) taken out of the jobs and left
-    unattributed, as they were before: to the node and the ledger they are not jobs."""
-    trees = {key: shares for key, shares in result.jobs.items() if key.scheduler == PROCESS}
-    if not trees:
-        return result, {}
-    unattributed = dict(result.unattributed)
-    for shares in trees.values():
-        for key, joules in shares.items():
-            unattributed[key] = unattributed.get(key, 0.0) + joules
-    jobs = {key: shares for key, shares in result.jobs.items() if key.scheduler != PROCESS}
-    return Attribution(jobs, unattributed), trees

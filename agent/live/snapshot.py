@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from collectors.base import Device
 from collectors.workloads import JobInfo, JobKey
@@ -65,9 +66,11 @@ superchip) and `other` (wall energy beyond the counters) on nodes that measure t
 contain other components (platform, node, grace) stay on the node."""
 
 
-@dataclass(frozen=True)
-class JobSeries:
-    """One job as /metrics shows it: energy per component since the agent first saw it."""
+class JobSeries(NamedTuple):
+    """One job as /metrics shows it: energy per component since the agent first saw it.
+
+    A named tuple rather than a frozen dataclass: the accountant makes one per running job every sample.
+    """
 
     key: JobKey
     info: JobInfo

@@ -22,20 +22,13 @@ import os
 import pwd
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors.base import Clock, CollectorError, Probe, Status
 from collectors.jobs.kubernetes import PodDirectory
-from collectors.jobs.paths import (
-    ROOT_CONTEXT,
-    PathContext,
-    PathMatch,
-    classify_dir,
-    classify_path,
-    clean_text,
-)
+from collectors.jobs.paths import PathMatch, classify_path, clean_text
 from collectors.jobs.procjobs import NS_PER_S, EnvironJobs
+from collectors.jobs.walk import CgroupWalk, JobCgroup
 from collectors.procstat import read_cpu_jiffies
 from collectors.smallfiles import OpenFiles, default_open_files, read_int, read_small
 from collectors.workloads import JobInfo, JobKey, JobUsage, NodeUsage, UsageScan
@@ -43,26 +36,8 @@ from collectors.workloads import JobInfo, JobKey, JobUsage, NodeUsage, UsageScan
 MetadataLookup = Callable[[JobKey], JobInfo | None]
 """What the Slurm metadata cache (or any other) offers: a job's details, None when it has none."""
 
-MAX_DEPTH = 16
-MAX_DIRS_PER_SCAN = 50_000
 MAX_PID_CACHE = 16_384
-
-
-@dataclass
-class _Cgroup:
-    """A job's cgroup, with what is read once and refreshed every `refresh_seconds`."""
-
-    path: str
-    rel: str
-    v2: bool
-    match: PathMatch
-    checked_at: float = -math.inf
-    cpus_allocated: float | None = None
-    memory_file: str | None = None
-    """None: sum the processes' RSS."""
-    uid: int | None = None
-    info_inputs: tuple[object, ...] = ()
-    info: JobInfo = field(default_factory=JobInfo)
+NO_PIDS: frozenset[int] = frozenset()
 
 
 def _cpuset_size(text: bytes) -> int:
@@ -110,17 +85,20 @@ class JobDiscovery:
         self._hierarchies: list[tuple[str, bool]] = []
         self._hierarchies_at = -math.inf
         self._cpus: int | None = None
-        self._known: dict[str, _Cgroup] = {}
-        self._leaf_services: dict[str, float] = {}
+        self._walk = CgroupWalk(refresh_seconds)
+        self._by_key: dict[JobKey, list[JobCgroup]] | None = None
+        """The last scan's cgroups by job, made when first asked for after a scan."""
+        self._open_for: frozenset[str] | None = None
+        """The cgroups whose counter files are held open; None: to work out again."""
         self._nesting_services: set[JobKey] = set()
-        self._saw_slurm = False
+        self._pure_v2: bool | None = None
+        """Whether cgroupfs is a v2 hierarchy alone, as of this scan (None: not looked at yet)."""
         self._users: dict[int, str] = {}
         self._environ = EnvironJobs(
             self._procfs, self._cgroup_match, lambda key, uid: self._info(key, uid, "", None)
         )
         self._pid_keys: dict[int, tuple[int, JobKey | None]] = {}
         self._files = OpenFiles(default_open_files() if max_open_files is None else max_open_files)
-        self._steps: dict[tuple[PathContext, str], tuple[PathContext, PathMatch | None]] = {}
 
     # ---- hierarchies ----
 
@@ -156,7 +134,9 @@ class JobDiscovery:
 
     def _v1_dir(self, controller: str, rel: str, file: str) -> str | None:
         """<cgroupfs>/<controller hierarchy>/<rel>/<file> where it exists (v1 and hybrid hosts only)."""
-        if (self._cgroupfs / "cgroup.controllers").exists():
+        if self._pure_v2 is None:  # once per scan, not once per job and controller
+            self._pure_v2 = os.path.exists(f"{self._cgroupfs}/cgroup.controllers")
+        if self._pure_v2:
             return None
         names = {"cpu": ("cpu", "cpu,cpuacct", "cpuacct,cpu")}.get(controller, (controller,))
         for name in names:
@@ -165,84 +145,25 @@ class JobDiscovery:
                 return path
         return None
 
-    # ---- the walk ----
-
-    def _step(self, ctx: PathContext, name: str) -> tuple[PathContext, PathMatch | None]:
-        """classify_dir, remembered: the same few hundred names are classified every scan."""
-        result = self._steps.get((ctx, name))
-        if result is None:
-            if len(self._steps) > 100_000:
-                self._steps.clear()
-            result = self._steps[(ctx, name)] = classify_dir(ctx, name)
-        return result
-
-    def _walk(
-        self, root: str, v2: bool, found: dict[str, _Cgroup], skip: set[JobKey], now: float
-    ) -> set[JobKey]:
-        """Record in `found` every job cgroup under `root`, not descending below a job's cgroup.
-
-        Returns the systemd services found to hold jobs, which are therefore not jobs themselves.
-        """
-        # Each entry: directory, its context, depth, and the candidate systemd service above it.
-        stack: list[tuple[str, PathContext, int, str | None]] = [(root, ROOT_CONTEXT, 0, None)]
-        visited = 0
-        nesting: set[str] = set()
-        while stack and visited < MAX_DIRS_PER_SCAN:
-            path, ctx, depth, service = stack.pop()
-            visited += 1
-            try:
-                with os.scandir(path) as it:
-                    names = [e.name for e in it if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                continue  # removed since its parent was listed
-            for name in names:
-                child = f"{path}/{name}"
-                child_ctx, match = self._step(ctx, name)
-                if child_ctx[0] in ("slurm", "stepd"):
-                    self._saw_slurm = True
-                if match is None:
-                    if depth < MAX_DEPTH:
-                        stack.append((child, child_ctx, depth + 1, service))
-                    continue
-                if match.key in skip:
-                    continue
-                if service is not None:
-                    nesting.add(service)
-                if match.key.scheduler == "systemd":
-                    checked = self._leaf_services.get(child)
-                    if checked is None or now - checked >= self._refresh_seconds:
-                        self._leaf_services[child] = now
-                        stack.append((child, child_ctx, depth + 1, child))
-                cgroup = self._known.get(child)
-                if cgroup is None or cgroup.match != match:
-                    cgroup = _Cgroup(child, child[len(root) + 1 :], v2, match)
-                found[child] = cgroup
-        nesting_keys = set()
-        for path in nesting:
-            # A service with a job inside is infrastructure (slurmd, containerd ...): only the job counts.
-            cgroup = found.pop(path, None)
-            self._leaf_services.pop(path, None)
-            if cgroup is not None:
-                nesting_keys.add(cgroup.match.key)
-        return nesting_keys
-
     # ---- reading one job cgroup ----
 
-    def _cpu_ns(self, cgroup: _Cgroup) -> int:
+    def _cpu_ns(self, cgroup: JobCgroup) -> int:
         if not cgroup.v2:
-            return int(self._files.read(f"{cgroup.path}/cpuacct.usage"))
-        data = self._files.read(f"{cgroup.path}/cpu.stat")
+            return int(self._files.read(cgroup.cpu_file))
+        data = self._files.read(cgroup.cpu_file)
         for line in data.split(b"\n"):
             if line.startswith(b"usage_usec "):
                 return int(line[11:]) * 1000
         raise ValueError(f"{cgroup.path}/cpu.stat has no usage_usec")
 
-    def _refresh_static(self, cgroup: _Cgroup, now: float) -> None:
+    def _refresh_static(self, cgroup: JobCgroup, now: float) -> None:
         """Re-read what rarely changes: CPU limits, where memory is, the owner's uid."""
         cgroup.checked_at = now
         memory = f"{cgroup.path}/memory.current" if cgroup.v2 else None
         if memory is None or not os.path.exists(memory):
             memory = self._v1_dir("memory", cgroup.rel, "memory.usage_in_bytes")
+        if memory != cgroup.memory_file:
+            self._open_for = None  # the files held open change
         cgroup.memory_file = memory
         cgroup.cpus_allocated = self._cpus_allocated(cgroup)
         if cgroup.match.uid is None and cgroup.uid is None:
@@ -253,7 +174,7 @@ class JobDiscovery:
                     continue
                 break
 
-    def _cpus_allocated(self, cgroup: _Cgroup) -> float | None:
+    def _cpus_allocated(self, cgroup: JobCgroup) -> float | None:
         """The smaller of the cpuset's size and the CPU quota; None when neither limits the job."""
         limits: list[float] = []
         cpuset = f"{cgroup.path}/cpuset.cpus.effective" if cgroup.v2 else None
@@ -305,7 +226,7 @@ class JobDiscovery:
                 continue
         return total
 
-    def _usage(self, cgroup: _Cgroup, now: float) -> JobUsage | None:
+    def _usage(self, cgroup: JobCgroup, now: float) -> JobUsage | None:
         """The job's usage now; None when its cgroup is gone."""
         try:
             cpu_ns = self._cpu_ns(cgroup)
@@ -324,9 +245,21 @@ class JobDiscovery:
                 cgroup.checked_at = -math.inf  # look for it again next scan
         else:
             memory_bytes = self._rss_bytes(pids)
-        uid = cgroup.match.uid if cgroup.match.uid is not None else cgroup.uid
-        info = self._info(cgroup.match.key, uid, cgroup.match.name, cgroup)
-        return JobUsage(cgroup.match.key, info, cpu_ns, memory_bytes, cgroup.cpus_allocated, frozenset(pids))
+        match = cgroup.match
+        info = self._info(match.key, match.uid if match.uid is not None else cgroup.uid, match.name, cgroup)
+        last, pid_set = cgroup.usage, frozenset(pids) if pids else NO_PIDS
+        if (
+            last is not None
+            and last.cpu_ns == cpu_ns
+            and last.memory_bytes == memory_bytes
+            and last.info is info
+            and last.cpus_allocated == cgroup.cpus_allocated
+            and last.pids == pid_set
+        ):
+            return last  # an idle job: the same figures, no new record
+        usage = JobUsage(match.key, info, cpu_ns, memory_bytes, cgroup.cpus_allocated, pid_set)
+        cgroup.usage = usage
+        return usage
 
     # ---- metadata ----
 
@@ -340,12 +273,12 @@ class JobDiscovery:
                 self._users[uid] = ""
         return self._users[uid]
 
-    def _info(self, key: JobKey, uid: int | None, name: str, cache: _Cgroup | None) -> JobInfo:
+    def _info(self, key: JobKey, uid: int | None, name: str, cache: JobCgroup | None) -> JobInfo:
         """What the path tells, overlaid by the pod directory, overlaid by the metadata hook."""
         pod = self._pods.lookup(key) if self._pods is not None else None
         extra = self._metadata(key) if self._metadata is not None else None
         inputs = (uid, pod, extra)
-        if isinstance(cache, _Cgroup) and cache.info_inputs == inputs:
+        if isinstance(cache, JobCgroup) and cache.info_inputs == inputs:
             return cache.info
         info = JobInfo(user=self._user(uid), uid=uid, name=name)
         for source in (pod, extra):
@@ -357,7 +290,7 @@ class JobDiscovery:
                     account=clean_text(source.account) or info.account,
                     partition=clean_text(source.partition) or info.partition,
                 )
-        if isinstance(cache, _Cgroup):
+        if isinstance(cache, JobCgroup):
             cache.info_inputs, cache.info = inputs, info
         return info
 
@@ -396,32 +329,31 @@ class JobDiscovery:
     def scan(self) -> UsageScan:
         """Every job's cumulative usage and the node's, read now; raises CollectorError without procfs."""
         now = self._clock()
+        self._pure_v2 = None
         node = self._node_usage()
         if not self._hierarchies and now - self._hierarchies_at >= self._refresh_seconds:
             self._hierarchies, self._hierarchies_at = self._find_hierarchies(), now
-        found: dict[str, _Cgroup] = {}
-        self._saw_slurm = False
-        nesting: set[JobKey] = set()
-        for root, v2 in self._hierarchies:
-            # A job seen in the v1 hierarchy is not counted again from the unified one.
-            nesting |= self._walk(root, v2, found, {c.match.key for c in found.values()}, now)
-        self._nesting_services = nesting
-        self._known = found
-        self._files.keep_only(
-            {f"{c.path}/{'cpu.stat' if c.v2 else 'cpuacct.usage'}" for c in found.values()}
-            | {c.memory_file for c in found.values() if c.memory_file is not None}
-        )
-        for path in [p for p in self._leaf_services if p not in found]:
-            del self._leaf_services[path]
+        found, self._nesting_services = self._walk.walk(self._hierarchies, now)
+        self._by_key = None
+        self._keep_open(found)
         jobs: dict[JobKey, JobUsage] = {}
         for cgroup in found.values():
             usage = self._usage(cgroup, now)
             if usage is not None:
                 _add(jobs, usage)
-        if self._environ_fallback or (self._environ_fallback is None and not self._saw_slurm):
+        if self._environ_fallback or (self._environ_fallback is None and not self._walk.saw_slurm):
             for usage in self._environ.jobs():
                 _add(jobs, usage)
         return UsageScan(jobs, node)
+
+    def _keep_open(self, found: dict[str, JobCgroup]) -> None:
+        """Close the counter files of cgroups gone since the last scan (only when the set changed)."""
+        paths = frozenset(found)
+        if self._open_for == paths:
+            return
+        memory = {c.memory_file for c in found.values() if c.memory_file is not None}
+        self._files.keep_only({c.cpu_file for c in found.values()} | memory)
+        self._open_for = paths
 
     # ---- pid -> job ----
 
@@ -449,9 +381,15 @@ class JobDiscovery:
 
     def job_pids(self, key: JobKey, limit: int) -> list[int]:
         """Up to `limit` processes of a job the last scan found; reads its cgroups' process lists."""
+        by_key = self._by_key
+        if by_key is None:  # once per scan at most, however many jobs are asked about
+            by_key = {}
+            for cgroup in list(self._walk.known.values()):
+                by_key.setdefault(cgroup.match.key, []).append(cgroup)
+            self._by_key = by_key
         pids: list[int] = []
-        for cgroup in list(self._known.values()):
-            if cgroup.match.key == key and len(pids) < limit:
+        for cgroup in by_key.get(key, ()):
+            if len(pids) < limit:
                 pids.extend(self._cgroup_pids(cgroup.path)[: limit - len(pids)])
         if len(pids) < limit:
             pids.extend(self._environ.pids_of(key)[: limit - len(pids)])

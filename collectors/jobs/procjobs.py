@@ -56,6 +56,8 @@ class EnvironJobs:
         self._page_bytes = os.sysconf("SC_PAGE_SIZE")
         self._procs: dict[int, _Proc] = {}
         self._exited_ticks: dict[JobKey, int] = {}
+        self._pids: dict[JobKey, list[int]] = {}
+        """The last scan's processes of each job."""
 
     def proc_stat(self, pid: int) -> tuple[int, int, int] | None:
         """(start time, utime + stime, rss pages) of a process in clock ticks; None when it is gone."""
@@ -83,7 +85,7 @@ class EnvironJobs:
 
     def pids_of(self, key: JobKey) -> list[int]:
         """The processes of the last scan that carry the job's SLURM_JOB_ID."""
-        return [pid for pid, proc in self._procs.items() if proc.job == key]
+        return list(self._pids.get(key, ()))
 
     def jobs(self) -> list[JobUsage]:
         """Jobs of processes that carry SLURM_JOB_ID but are in no job cgroup."""
@@ -125,6 +127,7 @@ class EnvironJobs:
             if proc.job is not None:
                 by_job.setdefault(proc.job, []).append((pid, proc))
         self._exited_ticks = {k: v for k, v in self._exited_ticks.items() if k in by_job}
+        self._pids = {key: [pid for pid, _ in members] for key, members in by_job.items()}
         usages = []
         for key, members in by_job.items():
             ticks = self._exited_ticks.get(key, 0) + sum(p.ticks for _, p in members)
