@@ -56,6 +56,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "agent/carbon/model.py": ("tests/carbon", "tests/live"),
     "agent/ledger/writer.py": ("tests/ledger",),
     "agent/ledger/pending.py": ("tests/ledger",),
+    "agent/ledger/job_rows.py": ("tests/ledger",),
 }
 """Module -> the test folders run against its mutants."""
 

@@ -6,23 +6,30 @@ why they add up).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
 
 from agent.export.exposition import Family, counter, gauge
 from agent.live.snapshot import BASES, CarbonTotals
 from collectors.workloads import JobKey
 
 
+class KindLabels(Protocol):
+    """A job's label values with a component or basis third (agent.export.job_metrics.JobLabels)."""
+
+    def with_kind(self, kind: str) -> tuple[str, ...]: ...
+
+
 def co2_families(
     totals: CarbonTotals,
     job_id: Callable[[str], str],
     extra_labels: tuple[str, ...] = (),
-    job_labels: Mapping[JobKey, Callable[[str], tuple[str, ...]]] | None = None,
+    job_labels: Mapping[JobKey, KindLabels] | None = None,
 ) -> Iterator[Family]:
     """The CO2e families of one published snapshot; `job_id` makes a job id a safe label value.
 
     `job_labels` gives, per job, its label values as on its energy series with a basis in the
-    component's place (job_id, scheduler, basis, then `extra_labels`, the jobs.labels); a job not in
-    it gets `job_id` of its id and blank extra labels.
+    component's place (`with_kind(basis)`: job_id, scheduler, basis, then `extra_labels`, the
+    jobs.labels); a job not in it gets `job_id` of its id and blank extra labels.
     """
     intensity = gauge(
         "greenai_grid_carbon_intensity_grams_per_kwh",
@@ -60,7 +67,9 @@ def co2_families(
     for key, grams in totals.jobs_g.items():
         of = known.get(key)
         for basis in BASES:
-            labels = of(basis) if of is not None else (job_id(key.job_id), key.scheduler, basis, *blank)
+            labels = (
+                of.with_kind(basis) if of is not None else (job_id(key.job_id), key.scheduler, basis, *blank)
+            )
             jobs.labels.append(labels)
             jobs.values.append(grams.get(basis, 0.0))
     yield jobs

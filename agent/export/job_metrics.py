@@ -135,8 +135,7 @@ class JobFamilies:
             jobs.errors,
         )
         if co2 is not None:
-            kinds = {key: labels.with_kind for key, labels in job_labels.items()}
-            yield from co2_families(co2, label_value, self._labels, kinds)
+            yield from co2_families(co2, label_value, self._labels, job_labels)
         if self._ledger is not None:
             yield from _ledger_families(self._ledger)
 
