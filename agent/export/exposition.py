@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 OPENMETRICS = "application/openmetrics-text"
+MEMO_SERIES = 256
+"""Families up to this many series keep their last text, to be reused while their series stay the same."""
 GZIP_MIN_BYTES = 16384
 """A node without jobs exposes about 6 kB: sent as they are, whatever the client takes."""
 GZIP_LEVEL = 1
@@ -124,6 +126,9 @@ class Renderer:
         labels: list[tuple[str, ...]],
         values: list[float],
     ) -> None:
+        if len(labels) > MEMO_SERIES:  # jobs' families: their values change every sample
+            self._write_series(out, sample, names, labels, values)
+            return
         last = self._last.get(sample)
         if last is not None and last[1] == values and last[0] == labels:  # values first: they change
             out.append(last[2])
