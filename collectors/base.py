@@ -287,6 +287,8 @@ def counter_delta(previous: int, current: int, wrap: int | None, most: int | Non
 
     For counters whose readings need no other verdict (CPU time: a lower value is a reset, never a wrap).
     """
+    if wrap is None and most is None and 0 <= previous <= current:  # the usual case, once per job per sample
+        return current - previous
     return counter_step(previous, current, wrap, most).delta
 
 

@@ -5,17 +5,32 @@ from __future__ import annotations
 import os
 import resource
 
+# Nearly every file read is well under a page: a page-sized buffer first, a bigger one only when it fills.
+_FIRST_BYTES = 4096
+_CHUNK_BYTES = 65536
+
 
 def read_small(path: str) -> bytes:
     """The whole of a small file, with as few system calls as possible."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks = [os.read(fd, 65536)]
-        while len(chunks[-1]) == 65536:
-            chunks.append(os.read(fd, 65536))
+        chunks = [os.read(fd, _FIRST_BYTES)]
+        if len(chunks[-1]) == _FIRST_BYTES:
+            chunks.append(os.read(fd, _CHUNK_BYTES))
+            while len(chunks[-1]) == _CHUNK_BYTES:
+                chunks.append(os.read(fd, _CHUNK_BYTES))
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _pread_whole(fd: int) -> bytes | None:
+    """The whole file under `fd`, read in one go from its start; None when it is 64 KiB or more."""
+    data = os.pread(fd, _FIRST_BYTES, 0)
+    if len(data) < _FIRST_BYTES:
+        return data
+    data = os.pread(fd, _CHUNK_BYTES, 0)  # read again from the start: one read is one consistent kernel file
+    return data if len(data) < _CHUNK_BYTES else None
 
 
 def read_int(path: str) -> int:
@@ -34,8 +49,8 @@ class OpenFiles:
         fd = self._fds.get(path)
         if fd is not None:
             try:
-                data = os.pread(fd, 65536, 0)
-                if len(data) < 65536:
+                data = _pread_whole(fd)
+                if data is not None:
                     return data
             except OSError:
                 pass  # ENODEV: the cgroup was removed, and may have been made again under its name
@@ -45,11 +60,11 @@ class OpenFiles:
             return read_small(path)
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            data = os.pread(fd, 65536, 0)
+            data = _pread_whole(fd)
         except OSError:
             os.close(fd)
             raise
-        if len(data) >= 65536:
+        if data is None:
             os.close(fd)
             return read_small(path)
         self._fds[path] = fd

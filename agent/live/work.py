@@ -94,7 +94,7 @@ class WorkClassifier:
     def enrich(self, key: JobKey, info: JobInfo) -> JobInfo:
         """`info` with project, phase and model filled in."""
         cached = self._done.get(key)
-        if cached is not None and cached[0] == info:
+        if cached is not None and (cached[0] is info or cached[0] == info):
             return cached[1]
         sightings = self._sightings.get(key, 0) + 1
         self._sightings[key] = sightings

@@ -95,7 +95,7 @@ class JobDiscovery:
         """Whether cgroupfs is a v2 hierarchy alone, as of this scan (None: not looked at yet)."""
         self._users: dict[int, str] = {}
         self._environ = EnvironJobs(
-            self._procfs, self._cgroup_match, lambda key, uid: self._info(key, uid, "", None)
+            self._procfs, self._cgroup_match, lambda key, uid: self._info(key, uid, "", None), clock=clock
         )
         self._pid_keys: dict[int, tuple[int, JobKey | None]] = {}
         self._files = OpenFiles(default_open_files() if max_open_files is None else max_open_files)

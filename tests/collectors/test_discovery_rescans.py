@@ -17,6 +17,7 @@ import pytest
 from collectors.jobs.cgroups import JobDiscovery
 from collectors.workloads import JobInfo, JobKey, JobUsage
 from tests.support.cgroups import GeneratedCgroups, RealCgroups, fake_process, real_cgroups_missing
+from tests.support.clock import FakeClock
 from tests.support.processes import wait_for
 from tests.support.procfs import FakeProcfs
 
@@ -194,12 +195,14 @@ def test_the_environ_fallback_lists_a_jobs_processes_as_they_come_and_go(tmp_pat
     for pid in (501, 502, 503):
         fake_process(procfs.root, pid, b"0::/\n", environ=b"SLURM_JOB_ID=77\0HOME=/root\0")
     fake_process(procfs.root, 504, b"0::/\n", environ=b"SLURM_JOB_ID=78\0")
-    found = discovery(tree.root, procfs.root, environ_fallback=True)
+    clock = FakeClock()
+    found = discovery(tree.root, procfs.root, environ_fallback=True, clock=clock)
     found.scan()
     assert sorted(found.job_pids(slurm(77), 8)) == [501, 502, 503]
     assert found.job_pids(slurm(78), 8) == [504]
     shutil.rmtree(procfs.root / "502")  # exited
     fake_process(procfs.root, 505, b"0::/\n", environ=b"SLURM_JOB_ID=78\0")
+    clock.advance(5.0)  # new processes are found at the next full pass of /proc
     found.scan()
     assert sorted(found.job_pids(slurm(77), 8)) == [501, 503]
     assert sorted(found.job_pids(slurm(78), 8)) == [504, 505]
