@@ -19,6 +19,7 @@ with the amdsmi collector in `collectors.gpu`.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from types import ModuleType
 from typing import Any
@@ -69,6 +70,8 @@ class NvmlCollector(GpuCollector[Gpu]):
     def probe(self) -> Probe:
         """Initialise NVML and find each GPU's method: the energy counter, else power integration."""
         if self._library is None:
+            if not _driver_library_loads():  # no driver: not even pynvml's 2 MB are loaded
+                return Probe(Status.NOT_FOUND, NOT_FOUND_REASON, fix=NOT_FOUND_FIX)
             try:
                 import pynvml
             except ImportError:
@@ -202,3 +205,12 @@ class NvmlCollector(GpuCollector[Gpu]):
 
 def _missing(function: str) -> NvmlError:
     return NvmlError("function_not_found", f"pynvml has no {function}")
+
+
+def _driver_library_loads() -> bool:
+    """Whether the driver's libnvidia-ml.so.1 loads, as pynvml's nvmlInit would load it."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
