@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -159,7 +159,34 @@ def _remote_write(entry: str | Mapping[str, Any]) -> dict[str, Any]:
     return {"url": entry} if isinstance(entry, str) else dict(entry)
 
 
-class PrometheusServer:
+class QueryServer:
+    """A server process (`proc`) that answers Prometheus's query API at `url`; stopped on leaving."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """An instant query's result; the test fails on an error answer."""
+        params = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        body = json.loads(http_get(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"))
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+class PrometheusServer(QueryServer):
     """A real Prometheus (Debian's `prometheus`) on 127.0.0.1, scraping the given targets."""
 
     def __init__(
@@ -211,22 +238,3 @@ class PrometheusServer:
 
         wait_for(ready, timeout, "prometheus to be ready", poll=0.2)
         return self
-
-    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        params = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        body = json.loads(http_get(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"))
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def __enter__(self) -> PrometheusServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)

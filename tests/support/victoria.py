@@ -3,14 +3,11 @@ tests' Prometheus, written to with remote_write and read with the Prometheus que
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
-import urllib.parse
 from pathlib import Path
-from typing import Any
 
-from tests.support.processes import free_port, http_get, wait_for
+from tests.support.processes import QueryServer, free_port, http_get, wait_for
 
 BINARY = "victoria-metrics"
 
@@ -22,7 +19,7 @@ def victoria_missing() -> str:
     return ""
 
 
-class VictoriaMetrics:
+class VictoriaMetrics(QueryServer):
     """`victoria-metrics` on 127.0.0.1 at a free port, its data under `workdir`.
 
     Queries see what was written as soon as `flush()` returns: the response cache is off (it would
@@ -66,23 +63,3 @@ class VictoriaMetrics:
     def flush(self) -> None:
         """Make every sample received so far visible to queries (they wait in memory up to a second)."""
         http_get(f"{self.url}/internal/force_flush")
-
-    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
-        """An instant query through the Prometheus API, as PrometheusServer.query."""
-        params = {"query": expr}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
-        body = json.loads(http_get(f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"))
-        assert body["status"] == "success", body
-        return list(body["data"]["result"])
-
-    def __enter__(self) -> VictoriaMetrics:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
