@@ -1,4 +1,5 @@
-"""Shared fixtures: the fake libnvidia-ml.so.1 and libamd_smi.so, compiled once per test session."""
+"""Shared fixtures: the fake libnvidia-ml.so.1 and libamd_smi.so, compiled once per test session, and
+real cgroups made and removed per test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.amdsmi import build_fake_amdsmi
+from tests.support.cgroups import RealCgroups
 from tests.support.nvml import build_fake_nvml
 from tests.support.slurm_cluster import SlurmCluster, SlurmHost, missing_binaries
 
@@ -71,3 +73,10 @@ def slurm_cluster(slurm_host: SlurmHost) -> SlurmCluster:
 def slurm_cluster_linuxproc(slurm_host: SlurmHost) -> SlurmCluster:
     """Slurm with proctrack/linuxproc: no job cgroups, jobs are known by SLURM_JOB_ID in environ."""
     return slurm_host.start("linuxproc")
+
+
+@pytest.fixture
+def cgroups() -> Iterator[RealCgroups]:
+    """Real job cgroups under the host's /sys/fs/cgroup, removed (their processes killed) afterwards."""
+    with RealCgroups(Path("/sys/fs/cgroup")) as made:
+        yield made

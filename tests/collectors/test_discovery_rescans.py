@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from collectors.jobs.cgroups import JobDiscovery
 from collectors.workloads import JobInfo, JobKey, JobUsage
-from tests.support.cgroups import GeneratedCgroups, RealCgroups, fake_process, real_cgroups_missing
+from tests.support.cgroups import GeneratedCgroups, RealCgroups, discovery, fake_process, real_cgroups_missing
 from tests.support.clock import FakeClock
 from tests.support.processes import wait_for
 from tests.support.procfs import FakeProcfs
@@ -25,18 +23,6 @@ PROC = Path("/proc")
 CGROUPFS = Path("/sys/fs/cgroup")
 
 real = pytest.mark.skipif(bool(real_cgroups_missing()), reason=real_cgroups_missing() or "ok")
-
-
-@pytest.fixture
-def cgroups() -> Iterator[RealCgroups]:
-    with RealCgroups(CGROUPFS) as made:
-        yield made
-
-
-def discovery(cgroupfs: Path = CGROUPFS, procfs: Path = PROC, **kwargs: object) -> JobDiscovery:
-    found = JobDiscovery(procfs, cgroupfs, "vm", **kwargs)  # type: ignore[arg-type]
-    found.probe()
-    return found
 
 
 def slurm(job_id: int | str) -> JobKey:

@@ -23,6 +23,7 @@ from tests.support.cgroups import (
     RealCgroups,
     children,
     cpu_ticks,
+    discovery,
     fake_process,
     real_cgroups_missing,
 )
@@ -38,18 +39,6 @@ POD_UID = "1234abcd-5678-4def-9abc-0123456789ab"
 POD_UID_SYSTEMD = POD_UID.replace("-", "_")
 
 real = pytest.mark.skipif(bool(real_cgroups_missing()), reason=real_cgroups_missing() or "ok")
-
-
-@pytest.fixture
-def cgroups() -> Iterator[RealCgroups]:
-    with RealCgroups(CGROUPFS) as made:
-        yield made
-
-
-def discovery(cgroupfs: Path = CGROUPFS, procfs: Path = PROC, **kwargs: object) -> JobDiscovery:
-    found = JobDiscovery(procfs, cgroupfs, "vm", **kwargs)  # type: ignore[arg-type]
-    found.probe()
-    return found
 
 
 def burn(pid: int, cpu_seconds: float = 0.4) -> None:

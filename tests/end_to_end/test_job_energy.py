@@ -9,7 +9,6 @@ import json
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,12 +41,6 @@ SHAPES = {
     "k8s cgroupfs": (f"kubepods/besteffort/pod{POD_B}/{HEX}", V1, JobKey("kubernetes", POD_B)),
     "docker": (f"docker/{'cd' * 32}", V1, JobKey("docker", "cd" * 6)),
 }
-
-
-@pytest.fixture
-def cgroups() -> Iterator[RealCgroups]:
-    with RealCgroups(CGROUPFS) as made:
-        yield made
 
 
 def assert_conserved(sample: Snapshot, jobs: JobsSnapshot) -> None:

@@ -9,7 +9,6 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +116,6 @@ def test_rules_load_from_the_config(tmp_path: Path) -> None:
 
 
 # ---- self-declaration, through a real process in a real cgroup ----
-
-
-@pytest.fixture
-def cgroups() -> Iterator[RealCgroups]:
-    with RealCgroups(CGROUPFS) as made:
-        yield made
 
 
 @real

@@ -21,6 +21,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from collectors.jobs.cgroups import JobDiscovery
+
 V1 = ("cpuacct", "cpu", "cpuset", "memory")
 UNIFIED = ("unified",)
 WORKLOADS = {
@@ -28,6 +30,15 @@ WORKLOADS = {
     "sleeper": "exec sleep 60",
     "burner+sleeper": 'sleep 60 & exec sh -c "while :; do :; done"',
 }
+
+
+def discovery(
+    cgroupfs: Path = Path("/sys/fs/cgroup"), procfs: Path = Path("/proc"), **kwargs: object
+) -> JobDiscovery:
+    """A probed JobDiscovery of node "vm" over these roots; `kwargs` as JobDiscovery takes them."""
+    found = JobDiscovery(procfs, cgroupfs, "vm", **kwargs)  # type: ignore[arg-type]
+    found.probe()
+    return found
 
 
 def real_cgroups_missing(cgroupfs: Path = Path("/sys/fs/cgroup")) -> str:
